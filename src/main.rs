@@ -1,0 +1,53 @@
+//! The `streamgate` command: parse arguments, load the configuration, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use streamgate::config::Config;
+
+/// A Pingora sidecar that mints GetStream.io user tokens and proxies everything else.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        short = 'c',
+        long = "conf",
+        default_value = "/etc/streamgate/streamgate.yaml"
+    )]
+    config: PathBuf,
+    /// Check the configuration and exit: 0 when valid, 2 when not.
+    #[arg(short = 't', long = "test")]
+    test: bool,
+}
+
+/// Exit status for a configuration that cannot be used, as nginx -t does.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!(
+                "streamgate: configuration error in {}: {e}",
+                cli.config.display()
+            );
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    for warning in config.warnings() {
+        log::warn!("{warning}");
+    }
+    if cli.test {
+        println!(
+            "streamgate: configuration {} is valid",
+            cli.config.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    streamgate::proxy::run(&config)
+}
