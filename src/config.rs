@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::routing::{Action, MintKind, PathMatch, Route, RouteTable};
+use crate::routing::{Action, DirectResponse, MintKind, PathMatch, Route, RouteTable};
 use crate::token_contract::TokenPolicy;
 
 /// The secret shipped in `conf/streamgate.yaml` for `make run`. Seeing it at start
@@ -156,7 +156,7 @@ impl Config {
             );
         }
         for route in self.routes.routes() {
-            if let Action::Mint(_) = route.action {
+            if let Action::Mint(_) = &route.action {
                 warnings.push(format!(
                     "route {} has no identity check: anyone who can reach {} can mint a Stream \
                      token for ANY userId",
@@ -325,6 +325,21 @@ struct RawRoute {
     matcher: RawMatch,
     mint: Option<MintKind>,
     upstream: Option<String>,
+    direct_response: Option<RawDirectResponse>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectResponse {
+    status: u16,
+    #[serde(default)]
+    body: String,
+    #[serde(default = "default_direct_content_type")]
+    content_type: String,
+}
+
+fn default_direct_content_type() -> String {
+    "text/plain; charset=utf-8".into()
 }
 
 #[derive(Deserialize)]
@@ -573,9 +588,9 @@ fn validate_routes(raw: Vec<RawRoute>, upstreams: &[Upstream]) -> Result<RouteTa
                     format!("path {p:?} must start with '/'"),
                 ));
             }
-            let action = match (route.mint, route.upstream) {
-                (Some(kind), None) => Action::Mint(kind),
-                (None, Some(name)) => {
+            let action = match (route.mint, route.upstream, route.direct_response) {
+                (Some(kind), None, None) => Action::Mint(kind),
+                (None, Some(name), None) => {
                     let index = upstreams
                         .iter()
                         .position(|u| u.name == name)
@@ -592,9 +607,23 @@ fn validate_routes(raw: Vec<RawRoute>, upstreams: &[Upstream]) -> Result<RouteTa
                         })?;
                     Action::Proxy { upstream: index }
                 }
+                (None, None, Some(direct)) => {
+                    if !(200..=599).contains(&direct.status) {
+                        return Err(ConfigError::new(
+                            format!("{key}.direct_response.status"),
+                            "must be an HTTP status from 200 to 599",
+                        ));
+                    }
+                    Action::Respond(DirectResponse {
+                        status: direct.status,
+                        content_type: direct.content_type,
+                        body: direct.body.into(),
+                    })
+                }
                 _ => return Err(ConfigError::new(
                     key,
-                    "needs exactly one of mint (a token kind) or upstream (a name from upstreams)",
+                    "needs exactly one of mint (a token kind), upstream (a name from upstreams) \
+                         or direct_response",
                 )),
             };
             Ok(Route {

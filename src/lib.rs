@@ -7,6 +7,7 @@
 //! that connects them to Pingora.
 
 pub mod config;
+pub mod logging;
 pub mod proxy;
 pub mod routing;
 pub mod signing;

@@ -27,7 +27,7 @@ const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    streamgate::logging::init();
 
     let config = match Config::load(&cli.config) {
         Ok(config) => config,

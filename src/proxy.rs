@@ -144,11 +144,23 @@ impl ProxyHttp for Gateway {
         let action = self
             .routes
             .find(&request.method, request.uri.path())
-            .map(|route| route.action);
+            .map(|route| &route.action);
         match action {
             Some(Action::Proxy { upstream }) => {
-                ctx.upstream = Some(upstream);
+                ctx.upstream = Some(*upstream);
                 Ok(false)
+            }
+            Some(Action::Respond(direct)) => {
+                let mut response = ResponseHeader::build(direct.status, Some(2))?;
+                response.insert_header(header::CONTENT_TYPE, direct.content_type.as_str())?;
+                response.insert_header(header::CONTENT_LENGTH, direct.body.len())?;
+                session
+                    .write_response_header(Box::new(response), false)
+                    .await?;
+                session
+                    .write_response_body(Some(direct.body.clone()), true)
+                    .await?;
+                Ok(true)
             }
             Some(Action::Mint(MintKind::UserToken)) => {
                 self.mint_user_token(session).await?;

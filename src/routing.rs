@@ -19,12 +19,22 @@ pub enum PathMatch {
     Prefix(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Answer in the request filter, no upstream hop.
     Mint(MintKind),
     /// Proxy to `upstreams[upstream]` of the configuration.
     Proxy { upstream: usize },
+    /// A fixed answer, like Envoy's `direct_response`: for probes of the proxy
+    /// layer itself and for measuring its ceiling.
+    Respond(DirectResponse),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: bytes::Bytes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +111,7 @@ mod tests {
     #[test]
     fn default_table_mints_only_post_on_exact_path() {
         let table = RouteTable::default_for(0);
-        let action = |m: Method, p: &str| table.find(&m, p).map(|r| r.action);
+        let action = |m: Method, p: &str| table.find(&m, p).map(|r| r.action.clone());
         assert_eq!(
             action(Method::POST, "/api/tokens/user"),
             Some(Action::Mint(MintKind::UserToken))
@@ -139,11 +149,13 @@ mod tests {
             },
         ]);
         assert_eq!(
-            table.find(&Method::GET, "/ws/chat").map(|r| r.action),
+            table
+                .find(&Method::GET, "/ws/chat")
+                .map(|r| r.action.clone()),
             Some(Action::Proxy { upstream: 1 })
         );
         assert_eq!(
-            table.find(&Method::GET, "/web").map(|r| r.action),
+            table.find(&Method::GET, "/web").map(|r| r.action.clone()),
             Some(Action::Proxy { upstream: 0 })
         );
         assert_eq!(table.find(&Method::GET, "/other"), None);

@@ -1,0 +1,228 @@
+//! Shared harness for the integration tests: a real upstream application on a
+//! loopback port, and the real `streamgate` binary started in front of it.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+pub const API_KEY: &str = "test-api-key";
+pub const API_SECRET: &str = "test-secret-0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// The application behind streamgate: echoes what it received, hashes bodies
+/// as they stream in, echoes WebSocket messages and can be slow on purpose.
+pub struct App {
+    pub addr: SocketAddr,
+}
+
+pub async fn start_app() -> App {
+    let router = Router::new()
+        .route("/ws", get(websocket))
+        .route("/slow", get(slow))
+        .fallback(echo);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind app");
+    let addr = listener.local_addr().expect("app address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    App { addr }
+}
+
+async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Json<Value> {
+    let mut stream = body.into_data_stream();
+    let mut hasher = Sha256::new();
+    let mut len = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("body chunk");
+        len += chunk.len();
+        hasher.update(&chunk);
+    }
+    let mut header_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &headers {
+        header_map
+            .entry(name.to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    Json(json!({
+        "method": method.as_str(),
+        "path": uri.path(),
+        "query": uri.query(),
+        "headers": header_map,
+        "body_len": len,
+        "body_sha256": hex(&hasher.finalize()),
+    }))
+}
+
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    "late"
+}
+
+async fn websocket(upgrade: WebSocketUpgrade) -> impl IntoResponse {
+    upgrade.on_upgrade(|mut socket: WebSocket| async move {
+        while let Some(Ok(message)) = socket.recv().await {
+            let reply = match message {
+                Message::Text(text) => Message::Text(format!("echo: {}", text.as_str()).into()),
+                Message::Binary(bytes) => Message::Binary(bytes),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A port that was free a moment ago, for configs that need a fixed address.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("ephemeral port")
+        .port()
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_streamgate"))
+}
+
+/// A running `streamgate` process; killed when dropped.
+pub struct Streamgate {
+    pub port: u16,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+/// The config used by most tests: the default routes in front of `upstream`.
+pub fn default_config(upstream: SocketAddr) -> String {
+    format!(
+        r#"
+listen: ["127.0.0.1:{{port}}"]
+upstreams:
+  app: {{ address: "{upstream}", connect_timeout: 1s, read_timeout: 1s }}
+stream:
+  api_key: "{API_KEY}"
+  api_secret: "{API_SECRET}"
+server: {{ threads: 2, pid_file: "{{dir}}/streamgate.pid", upgrade_sock: "{{dir}}/upgrade.sock" }}
+"#
+    )
+}
+
+impl Streamgate {
+    /// Starts streamgate with `config`, where `{port}` and `{dir}` are replaced
+    /// by a free port and a private temporary directory.
+    pub fn start(config: &str) -> Streamgate {
+        Streamgate::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Streamgate {
+        // The port is chosen before streamgate binds it; if another process
+        // takes it in between, try again with a new one.
+        let mut last_logs = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let port = free_port();
+            let text = config
+                .replace("{port}", &port.to_string())
+                .replace("{dir}", dir.path().to_str().expect("utf-8 temp dir"));
+            let config_path = dir.path().join("streamgate.yaml");
+            std::fs::write(&config_path, text).expect("write config");
+            let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("log file");
+            let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
+            let mut command = Command::new(binary());
+            command
+                .arg("-c")
+                .arg(&config_path)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr);
+            for (name, value) in env {
+                command.env(name, value);
+            }
+            let child = command.spawn().expect("spawn streamgate");
+            let mut gate = Streamgate { port, child, dir };
+            if gate.wait_until_listening() {
+                return gate;
+            }
+            last_logs = gate.logs();
+        }
+        panic!("streamgate did not start; last logs:\n{last_logs}");
+    }
+
+    fn wait_until_listening(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything streamgate wrote to stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for name in ["stdout.log", "stderr.log"] {
+            if let Ok(mut file) = std::fs::File::open(self.dir.path().join(name)) {
+                let _ = file.read_to_string(&mut all);
+            }
+        }
+        all
+    }
+
+    /// Peak resident memory of the process so far, in KiB (Linux `VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+}
+
+impl Drop for Streamgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}

@@ -1,0 +1,427 @@
+//! `POST /api/tokens/user` through the real server: the seed's examples, every
+//! error status with its exact envelope, and tokens verified with the secret.
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::*;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{json, Value};
+
+const HEADER_SEGMENT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+
+async fn post(gate: &Streamgate, body: &'static str) -> reqwest::Response {
+    client()
+        .post(gate.url("/api/tokens/user"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Verifies the token with the secret and returns its claims.
+fn verified_claims(token: &str) -> Value {
+    assert!(
+        token.starts_with(&format!("{HEADER_SEGMENT}.")),
+        "header segment of {token}"
+    );
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.required_spec_claims = ["exp".to_string()].into();
+    let data = jsonwebtoken::decode::<Value>(
+        token,
+        &DecodingKey::from_secret(API_SECRET.as_bytes()),
+        &validation,
+    )
+    .expect("token verifies with the API secret");
+    assert!(
+        jsonwebtoken::decode::<Value>(
+            token,
+            &DecodingKey::from_secret(b"another secret"),
+            &validation
+        )
+        .is_err(),
+        "token must not verify with another secret"
+    );
+    data.claims
+}
+
+/// Checks the 200 envelope and returns `data`.
+async fn success_data(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["cache-control"], "no-store");
+    let length: usize = headers["content-length"].to_str().unwrap().parse().unwrap();
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body.len(), length);
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["success"], json!(true));
+    assert_eq!(json.as_object().unwrap().len(), 2, "{json}");
+    json["data"].clone()
+}
+
+async fn assert_error(response: reqwest::Response, status: u16, message: &str) {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(json, json!({"success": false, "error": message}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_example_basic_user_token() {
+    let app = start_app().await;
+    let gate = Streamgate::start(&default_config(app.addr));
+    let before = now();
+    let data = success_data(post(&gate, r#"{"userId": "john_doe"}"#).await).await;
+    assert_eq!(data["userId"], "john_doe");
+    assert_eq!(data["apiKey"], API_KEY);
+    assert_eq!(data["callType"], "default");
+    assert_eq!(data["validityInSeconds"], 3600);
+    assert!(data.get("callId").is_none(), "{data}");
+    let claims = verified_claims(data["token"].as_str().unwrap());
+    let keys: Vec<&String> = claims.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["exp", "iat", "user_id"], "no other claims");
+    assert_eq!(claims["user_id"], "john_doe");
+    let iat = claims["iat"].as_u64().unwrap();
+    let exp = claims["exp"].as_u64().unwrap();
+    assert_eq!(exp - iat, 3600 + 5, "exp - iat = validity + leeway");
+    assert!(iat + 5 >= before && iat + 5 <= now(), "iat is now - 5");
+    let expires_at = humantime::parse_rfc3339(data["expiresAt"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        expires_at.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+        exp
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_example_custom_validity() {
+    let app = start_app().await;
+    let gate = Streamgate::start(&default_config(app.addr));
+    let data = success_data(
+        post(
+            &gate,
+            r#"{"userId": "john_doe", "validityInSeconds": 86400}"#,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(data["validityInSeconds"], 86400);
+    let claims = verified_claims(data["token"].as_str().unwrap());
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        86400 + 5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_example_call_restricted_token() {
+    let app = start_app().await;
+    let gate = Streamgate::start(&default_config(app.addr));
+    let data = success_data(
+        post(
+            &gate,
+            r#"{"userId": "john_doe", "callId": "meeting-123", "callType": "default"}"#,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(data["callId"], "meeting-123");
+    assert_eq!(data["callType"], "default");
+    let claims = verified_claims(data["token"].as_str().unwrap());
+    assert_eq!(claims["call_cids"], json!(["default:meeting-123"]));
+    assert_eq!(claims.as_object().unwrap().len(), 4, "{claims}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_alive_connection_serves_many_tokens() {
+    let app = start_app().await;
+    let gate = Streamgate::start(&default_config(app.addr));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    for i in 0..20 {
+        let response = client
+            .post(gate.url("/api/tokens/user"))
+            .json(&json!({"userId": format!("user-{i}"), "validityInSeconds": 7200.0}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response
+                .headers()
+                .get("connection")
+                .map(|v| v.to_str().unwrap()),
+            Some("keep-alive")
+        );
+        let data = success_data(response).await;
+        assert_eq!(data["validityInSeconds"], 7200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_status_has_the_exact_envelope() {
+    let app = start_app().await;
+    let gate = Streamgate::start(&default_config(app.addr));
+
+    let bad_json = post(&gate, r#"{"userId": "#).await;
+    assert_eq!(bad_json.status(), 400);
+    let message: Value = bad_json.json().await.unwrap();
+    assert!(
+        message["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid JSON body: "),
+        "{message}"
+    );
+
+    assert_error(
+        post(&gate, r#"["john_doe"]"#).await,
+        400,
+        "Invalid JSON body: expected a JSON object",
+    )
+    .await;
+
+    let too_large = client()
+        .post(gate.url("/api/tokens/user"))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"userId":"u","pad":"{}"}}"#,
+            "x".repeat(16_384)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        too_large,
+        413,
+        "Request body too large: the limit is 16384 bytes",
+    )
+    .await;
+
+    // Chunked: no Content-Length to judge from, so the limit applies while reading.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![b' '; 1024])).collect();
+    let chunked = client()
+        .post(gate.url("/api/tokens/user"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert!(chunked.headers().get("content-length").is_some());
+    assert_error(
+        chunked,
+        413,
+        "Request body too large: the limit is 16384 bytes",
+    )
+    .await;
+
+    let wrong_type = client()
+        .post(gate.url("/api/tokens/user"))
+        .header("content-type", "text/plain")
+        .body(r#"{"userId":"u"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        wrong_type,
+        415,
+        r#"Unsupported Content-Type "text/plain": send application/json"#,
+    )
+    .await;
+
+    let with_charset = client()
+        .post(gate.url("/api/tokens/user"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(r#"{"userId":"u"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_charset.status(), 200);
+
+    let no_content_type = client()
+        .post(gate.url("/api/tokens/user"))
+        .body(r#"{"userId":"u"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_content_type.status(), 200);
+
+    assert_error(
+        post(&gate, "{}").await,
+        422,
+        "Validation failed: userId is required",
+    )
+    .await;
+    assert_error(
+        post(&gate, r#"{"userId":"u","validityInSeconds":86401}"#).await,
+        422,
+        "Validation failed: validityInSeconds must be an integer between 1 and 86400",
+    )
+    .await;
+    assert_error(
+        post(&gate, r#"{"userId":"u","validityInSeconds":"7200"}"#).await,
+        422,
+        "Validation failed: validityInSeconds must be an integer between 1 and 86400",
+    )
+    .await;
+    assert_error(
+        post(&gate, r#"{"userId":"no spaces"}"#).await,
+        422,
+        "Validation failed: userId must be 1 to 255 characters from A-Z a-z 0-9 @ _ -",
+    )
+    .await;
+    assert_error(
+        post(&gate, r#"{"userId":"u","callId":"a/b"}"#).await,
+        422,
+        "Validation failed: callId must be 1 to 64 characters from A-Z a-z 0-9 _ -",
+    )
+    .await;
+    assert_error(
+        post(&gate, r#"{"userId":"u","callType":["x"]}"#).await,
+        422,
+        "Validation failed: callType must be a string",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_limits_apply() {
+    let app = start_app().await;
+    let config = default_config(app.addr)
+        + "tokens: { default_validity_seconds: 60, max_validity_seconds: 120, iat_leeway_seconds: 0, max_body_bytes: 64 }\n";
+    let gate = Streamgate::start(&config);
+    let data = success_data(post(&gate, r#"{"userId":"u"}"#).await).await;
+    let claims = verified_claims(data["token"].as_str().unwrap());
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        60
+    );
+    assert_error(
+        post(&gate, r#"{"userId":"u","validityInSeconds":121}"#).await,
+        422,
+        "Validation failed: validityInSeconds must be an integer between 1 and 120",
+    )
+    .await;
+    assert_error(
+        post(
+            &gate,
+            r#"{"userId":"u","padding":"..................................................."}"#,
+        )
+        .await,
+        413,
+        "Request body too large: the limit is 64 bytes",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_methods_on_the_token_path_reach_the_app() {
+    let app = start_app().await;
+    let gate = Streamgate::start(&default_config(app.addr));
+    let echoed: Value = client()
+        .get(gate.url("/api/tokens/user"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed["method"], "GET");
+    assert_eq!(echoed["path"], "/api/tokens/user");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unmatched_request_gets_a_json_404() {
+    let app = start_app().await;
+    let config = default_config(app.addr)
+        + "routes:\n  - { match: { method: POST, path: /api/tokens/user }, mint: user_token }\n  - { match: { path_prefix: /app/ }, upstream: app }\n";
+    let gate = Streamgate::start(&config);
+    assert_error(
+        client()
+            .get(gate.url("/elsewhere?q=1"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "Not found: no route matches GET /elsewhere",
+    )
+    .await;
+    let echoed: Value = client()
+        .get(gate.url("/app/x"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed["path"], "/app/x");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn direct_response_route_answers_without_the_app() {
+    let config = default_config("127.0.0.1:1".parse().unwrap()).replace(
+        "server:",
+        "routes:\n  - { match: { path: /ping }, direct_response: { status: 200, body: pong } }\n  - { match: { path_prefix: / }, upstream: app }\nserver:",
+    );
+    let gate = Streamgate::start(&config);
+    let response = client().get(gate.url("/ping")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(response.text().await.unwrap(), "pong");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_never_contain_the_secret_or_a_token() {
+    let app = start_app().await;
+    let gate = Streamgate::start_with_env(&default_config(app.addr), &[("RUST_LOG", "trace")]);
+    let mut tokens = Vec::new();
+    for body in [
+        r#"{"userId":"john_doe"}"#,
+        r#"{"userId":"john_doe","callId":"meeting-123"}"#,
+    ] {
+        let data = success_data(post(&gate, body).await).await;
+        tokens.push(data["token"].as_str().unwrap().to_string());
+    }
+    // Errors and proxied requests, including a token in a query string and an
+    // Authorization header, must not be logged either.
+    assert_eq!(post(&gate, "{").await.status(), 400);
+    let proxied = client()
+        .get(gate.url(&format!("/api/me?token={}", tokens[0])))
+        .header("authorization", format!("Bearer {}", tokens[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 200);
+    drop(app);
+    let logs = gate.logs();
+    assert!(
+        logs.contains("listening"),
+        "the capture saw streamgate's logs: {logs}"
+    );
+    assert!(!logs.contains(API_SECRET), "secret in logs");
+    for token in &tokens {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(
+            !logs.contains(signature),
+            "token signature in logs:\n{logs}"
+        );
+        let payload = token.split('.').nth(1).unwrap();
+        assert!(!logs.contains(payload), "token payload in logs:\n{logs}");
+    }
+}
