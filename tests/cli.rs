@@ -1,0 +1,159 @@
+//! The command line: `-t` checks a config, and a bad config stops streamgate
+//! at start with exit status 2 and a message naming the key and the reason.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::binary;
+
+const GOOD: &str = r#"
+listen: ["127.0.0.1:3999"]
+upstreams:
+  app: { address: "127.0.0.1:8080" }
+stream:
+  api_key: key
+  api_secret: "${TEST_SECRET:-a-test-secret}"
+"#;
+
+fn run_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streamgate.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .arg("-c")
+        .arg(&path)
+        .env_remove("TEST_SECRET");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run streamgate")
+}
+
+fn check(config: &str) -> Output {
+    run_with(config, &["-t"], &[])
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_rejected(output: &Output, expected: &str) {
+    assert_eq!(output.status.code(), Some(2), "stderr: {}", stderr(output));
+    let message = stderr(output);
+    assert!(
+        message.contains(expected),
+        "expected {expected:?} in:\n{message}"
+    );
+}
+
+#[test]
+fn good_config_passes_the_check() {
+    let output = check(GOOD);
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("is valid"));
+    // -t also repeats the start-up warnings.
+    assert!(stderr(&output).contains("can mint a Stream token for ANY userId"));
+}
+
+#[test]
+fn shipped_example_config_passes_the_check() {
+    let output = Command::new(binary())
+        .args([
+            "-t",
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/conf/streamgate.yaml"),
+        ])
+        .env_remove("STREAM_API_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert!(
+        stderr(&output).contains("DEVELOPMENT secret"),
+        "the dev secret is announced loudly"
+    );
+}
+
+#[test]
+fn unknown_upstream_is_rejected() {
+    let config = format!("{GOOD}routes:\n  - {{ match: {{ path_prefix: / }}, upstream: web }}\n");
+    assert_rejected(
+        &check(&config),
+        "routes[0].upstream: unknown upstream \"web\" (defined: app)",
+    );
+}
+
+#[test]
+fn empty_upstreams_are_rejected() {
+    let config = GOOD.replace(
+        "upstreams:\n  app: { address: \"127.0.0.1:8080\" }",
+        "upstreams: {}",
+    );
+    assert_rejected(
+        &check(&config),
+        "upstreams: at least one upstream is required",
+    );
+}
+
+#[test]
+fn empty_secret_is_rejected() {
+    let config = GOOD.replace("${TEST_SECRET:-a-test-secret}", "${TEST_SECRET}");
+    assert_rejected(
+        &run_with(&config, &["-t"], &[("TEST_SECRET", "")]),
+        "stream.api_secret",
+    );
+    assert_rejected(
+        &run_with(&config, &["-t"], &[]),
+        "stream.api_secret: environment variable TEST_SECRET is not set",
+    );
+    let literal = GOOD.replace("\"${TEST_SECRET:-a-test-secret}\"", "\"\"");
+    assert_rejected(&check(&literal), "stream.api_secret: must not be empty");
+}
+
+#[test]
+fn empty_secret_file_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("api_secret");
+    std::fs::write(&secret, "\n").unwrap();
+    let config = GOOD.replace(
+        "api_secret: \"${TEST_SECRET:-a-test-secret}\"",
+        &format!("api_secret_file: {}", secret.display()),
+    );
+    assert_rejected(&check(&config), "stream.api_secret_file");
+}
+
+#[test]
+fn yaml_syntax_error_is_rejected_with_its_location() {
+    assert_rejected(
+        &check("listen: [\"127.0.0.1:1\"\nupstreams: {"),
+        "invalid YAML",
+    );
+    assert_rejected(&check("listen: [\"127.0.0.1:1\"\nupstreams: {"), "line");
+}
+
+#[test]
+fn misspelled_key_is_named() {
+    assert_rejected(
+        &check(&GOOD.replace("address:", "adress:")),
+        "upstreams.app.adress: unknown field `adress`",
+    );
+}
+
+#[test]
+fn missing_file_is_rejected() {
+    let output = Command::new(binary())
+        .args(["-t", "-c", "/nonexistent/streamgate.yaml"])
+        .output()
+        .unwrap();
+    assert_rejected(&output, "cannot read /nonexistent/streamgate.yaml");
+}
+
+/// Without -t, a bad config stops streamgate before it listens, same status.
+#[test]
+fn bad_config_stops_the_server_at_start() {
+    let config = GOOD.replace("api_key: key", "api_key: \"\"");
+    let output = run_with(&config, &[], &[]);
+    assert_rejected(&output, "stream.api_key: must not be empty");
+}
