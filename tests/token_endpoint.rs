@@ -408,7 +408,6 @@ async fn logs_never_contain_the_secret_or_a_token() {
         .await
         .unwrap();
     assert_eq!(proxied.status(), 200);
-    drop(app);
     let logs = gate.logs();
     assert!(
         logs.contains("listening"),
