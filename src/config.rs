@@ -17,6 +17,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cors::{AllowedOrigins, CorsPolicy};
+use crate::identity::{
+    decoding_key_from_pem, ForwardAuth, HeaderIdentity, IdentitySource, JwksFile, JwtIdentity,
+    JwtKeys, TrustedNetworks, UserIdLocation, UserIdTemplate,
+};
 use crate::routing::{Action, DirectResponse, MintKind, PathMatch, Route, RouteTable};
 use crate::token_contract::TokenPolicy;
 
@@ -53,14 +58,42 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// The validated configuration streamgate runs with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub upstreams: Vec<Upstream>,
     pub stream: StreamCredentials,
     pub tokens: TokenPolicy,
     pub routes: RouteTable,
+    /// Access settings of each token route, indexed by `Action::Mint::access`.
+    pub access: Vec<RouteAccess>,
+    pub trusted_cidrs: TrustedNetworks,
+    pub rate_limits: RateLimitSettings,
     pub server: ServerSettings,
+}
+
+/// Who may use one token route, and from which web origins.
+#[derive(Debug)]
+pub struct RouteAccess {
+    /// `POST /api/tokens/user`, for messages.
+    pub route: String,
+    pub identity: IdentitySource,
+    pub cors: Option<CorsPolicy>,
+}
+
+/// `requests` per sliding `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSetting {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Keyed by the Stream user a token is for.
+    pub per_identity: Option<RateLimitSetting>,
+    /// Keyed by the client IP (see `trusted_cidrs`).
+    pub per_client_ip: Option<RateLimitSetting>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,12 +188,12 @@ impl Config {
                     .to_string(),
             );
         }
-        for route in self.routes.routes() {
-            if let Action::Mint(_) = &route.action {
+        for access in &self.access {
+            if let IdentitySource::None = access.identity {
                 warnings.push(format!(
-                    "route {} has no identity check: anyone who can reach {} can mint a Stream \
-                     token for ANY userId",
-                    route.describe(),
+                    "route {} has no identity check (identity.mode: none): anyone who can reach {} \
+                     can mint a Stream token for ANY userId",
+                    access.route,
                     self.listen_description()
                 ));
             }
@@ -266,6 +299,11 @@ struct RawConfig {
     #[serde(default)]
     tokens: RawTokens,
     routes: Option<Vec<RawRoute>>,
+    trusted_cidrs: Option<Vec<String>>,
+    identity: Option<RawIdentity>,
+    cors: Option<RawCors>,
+    #[serde(default)]
+    rate_limits: RawRateLimits,
     #[serde(default)]
     server: ServerSettings,
 }
@@ -304,6 +342,8 @@ struct RawTokens {
     max_validity_seconds: u64,
     iat_leeway_seconds: u64,
     max_body_bytes: usize,
+    anyone_roles: Vec<String>,
+    allowed_call_types: Option<Vec<String>>,
 }
 
 impl Default for RawTokens {
@@ -314,8 +354,114 @@ impl Default for RawTokens {
             max_validity_seconds: policy.max_validity_seconds,
             iat_leeway_seconds: policy.iat_leeway_seconds,
             max_body_bytes: policy.max_body_bytes,
+            anyone_roles: policy.anyone_roles,
+            allowed_call_types: policy.allowed_call_types,
         }
     }
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum IdentityMode {
+    None,
+    Header,
+    ForwardAuth,
+    Jwt,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    mode: IdentityMode,
+    header: Option<RawHeaderIdentity>,
+    forward_auth: Option<RawForwardAuth>,
+    jwt: Option<RawJwt>,
+    user_id_template: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderIdentity {
+    #[serde(default = "default_user_header")]
+    user: String,
+    roles: Option<String>,
+}
+
+fn default_user_header() -> String {
+    "X-Forwarded-User".into()
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawForwardAuth {
+    upstream: Option<String>,
+    #[serde(default = "default_get")]
+    method: String,
+    path: String,
+    user_id_header: Option<String>,
+    user_id_pointer: Option<String>,
+    roles_pointer: Option<String>,
+    timeout: Option<String>,
+    cache_ttl: Option<String>,
+}
+
+fn default_get() -> String {
+    "GET".into()
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    hs256_secret: Option<String>,
+    hs256_secret_file: Option<PathBuf>,
+    public_key_file: Option<PathBuf>,
+    jwks_file: Option<PathBuf>,
+    algorithms: Option<Vec<String>>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    #[serde(default = "default_user_claim")]
+    user_claim: String,
+    roles_claim: Option<String>,
+    leeway: Option<String>,
+}
+
+fn default_user_claim() -> String {
+    "sub".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCors {
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    allow_credentials: bool,
+    #[serde(default = "default_cors_methods")]
+    allowed_methods: Vec<String>,
+    #[serde(default = "default_cors_headers")]
+    allowed_headers: Vec<String>,
+    max_age: Option<String>,
+}
+
+fn default_cors_methods() -> Vec<String> {
+    vec!["POST".into()]
+}
+
+fn default_cors_headers() -> Vec<String> {
+    vec!["Content-Type".into(), "Authorization".into()]
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimits {
+    per_identity: Option<RawRateLimit>,
+    per_client_ip: Option<RawRateLimit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    requests: u32,
+    window: String,
 }
 
 #[derive(Deserialize)]
@@ -326,6 +472,8 @@ struct RawRoute {
     mint: Option<MintKind>,
     upstream: Option<String>,
     direct_response: Option<RawDirectResponse>,
+    /// Overrides the top-level `identity` for this token route.
+    identity: Option<RawIdentity>,
 }
 
 #[derive(Deserialize)]
@@ -386,9 +534,42 @@ impl RawConfig {
 
         let stream = self.stream.validate()?;
         let tokens = self.tokens.validate()?;
+        let trusted_cidrs = match self.trusted_cidrs {
+            None => TrustedNetworks::default(),
+            Some(list) => TrustedNetworks::new(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, cidr)| {
+                        parse_cidr(cidr).map_err(|reason| {
+                            ConfigError::new(format!("trusted_cidrs[{i}]"), reason)
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        let cors = self.cors.map(validate_cors).transpose()?;
+        let default_identity = self.identity.unwrap_or(RawIdentity {
+            mode: IdentityMode::None,
+            header: None,
+            forward_auth: None,
+            jwt: None,
+            user_id_template: None,
+        });
+        let mut access = AccessBuilder {
+            default_identity,
+            cors,
+            upstreams: &upstreams,
+            built: Vec::new(),
+        };
         let routes = match self.routes {
-            Some(routes) => validate_routes(routes, &upstreams)?,
-            None if upstreams.len() == 1 => RouteTable::default_for(0),
+            Some(routes) => validate_routes(routes, &upstreams, &mut access)?,
+            None if upstreams.len() == 1 => {
+                let table = RouteTable::default_for(0);
+                for route in table.routes().iter().filter(|r| matches!(r.action, Action::Mint { .. })) {
+                    access.add(route, None, "routes")?;
+                }
+                table
+            }
             None => {
                 return Err(ConfigError::new(
                     "routes",
@@ -396,13 +577,29 @@ impl RawConfig {
                 ))
             }
         };
+        let rate_limits = RateLimitSettings {
+            per_identity: self
+                .rate_limits
+                .per_identity
+                .map(|r| r.validate("rate_limits.per_identity"))
+                .transpose()?,
+            per_client_ip: self
+                .rate_limits
+                .per_client_ip
+                .map(|r| r.validate("rate_limits.per_client_ip"))
+                .transpose()?,
+        };
         let server = validate_server(self.server)?;
+        let access = access.built;
         Ok(Config {
             listen,
             upstreams,
             stream,
             tokens,
             routes,
+            access,
+            trusted_cidrs,
+            rate_limits,
             server,
         })
     }
@@ -539,16 +736,40 @@ impl RawTokens {
                 "must be at least 1",
             ));
         }
+        for (i, role) in self.anyone_roles.iter().enumerate() {
+            if !is_name(role) {
+                return Err(ConfigError::new(
+                    format!("tokens.anyone_roles[{i}]"),
+                    format!("{role:?} {NAME_RULE}"),
+                ));
+            }
+        }
+        if let Some(types) = &self.allowed_call_types {
+            for (i, call_type) in types.iter().enumerate() {
+                if !is_name(call_type) {
+                    return Err(ConfigError::new(
+                        format!("tokens.allowed_call_types[{i}]"),
+                        format!("{call_type:?} {NAME_RULE}"),
+                    ));
+                }
+            }
+        }
         Ok(TokenPolicy {
             default_validity_seconds: self.default_validity_seconds,
             max_validity_seconds: self.max_validity_seconds,
             iat_leeway_seconds: self.iat_leeway_seconds,
             max_body_bytes: self.max_body_bytes,
+            anyone_roles: self.anyone_roles,
+            allowed_call_types: self.allowed_call_types,
         })
     }
 }
 
-fn validate_routes(raw: Vec<RawRoute>, upstreams: &[Upstream]) -> Result<RouteTable, ConfigError> {
+fn validate_routes(
+    raw: Vec<RawRoute>,
+    upstreams: &[Upstream],
+    access: &mut AccessBuilder,
+) -> Result<RouteTable, ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError::new(
             "routes",
@@ -589,7 +810,7 @@ fn validate_routes(raw: Vec<RawRoute>, upstreams: &[Upstream]) -> Result<RouteTa
                 ));
             }
             let action = match (route.mint, route.upstream, route.direct_response) {
-                (Some(kind), None, None) => Action::Mint(kind),
+                (Some(kind), None, None) => Action::Mint { kind, access: 0 },
                 (None, Some(name), None) => {
                     let index = upstreams
                         .iter()
@@ -626,14 +847,403 @@ fn validate_routes(raw: Vec<RawRoute>, upstreams: &[Upstream]) -> Result<RouteTa
                          or direct_response",
                 )),
             };
-            Ok(Route {
+            if route.identity.is_some() && !matches!(action, Action::Mint { .. }) {
+                return Err(ConfigError::new(
+                    format!("{key}.identity"),
+                    "only token routes (mint) have an identity",
+                ));
+            }
+            let mut route_value = Route {
                 method,
                 path,
                 action,
-            })
+            };
+            if let Action::Mint { kind, .. } = route_value.action {
+                let index = access.add(&route_value, route.identity, &key)?;
+                route_value.action = Action::Mint {
+                    kind,
+                    access: index,
+                };
+            }
+            Ok(route_value)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RouteTable::new(routes))
+}
+
+/// Collects the access settings of token routes as the route table is built;
+/// a route's own `identity` replaces the top-level one.
+struct AccessBuilder<'a> {
+    default_identity: RawIdentity,
+    cors: Option<CorsPolicy>,
+    upstreams: &'a [Upstream],
+    built: Vec<RouteAccess>,
+}
+
+impl AccessBuilder<'_> {
+    fn add(
+        &mut self,
+        route: &Route,
+        identity: Option<RawIdentity>,
+        route_key: &str,
+    ) -> Result<usize, ConfigError> {
+        let (identity, key) = match identity {
+            Some(identity) => (identity, format!("{route_key}.identity")),
+            None => (self.default_identity.clone(), "identity".to_string()),
+        };
+        self.built.push(RouteAccess {
+            route: route.describe(),
+            identity: validate_identity(identity, &key, self.upstreams)?,
+            cors: self.cors.clone(),
+        });
+        Ok(self.built.len() - 1)
+    }
+}
+
+const NAME_RULE: &str = "must be 1 to 64 characters from A-Z a-z 0-9 _ -";
+
+fn is_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+/// `"10.0.0.0/8"`, or a bare address meaning just that host.
+fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is not a CIDR range like \"10.0.0.0/8\" or an IP address"))
+}
+
+/// A duration such as `"500ms"` or `"5s"`; zero only where `allow_zero`.
+fn parse_duration(key: &str, text: &str, allow_zero: bool) -> Result<Duration, ConfigError> {
+    match humantime::parse_duration(text) {
+        Ok(d) if allow_zero || !d.is_zero() => Ok(d),
+        Ok(_) => Err(ConfigError::new(key, "must be greater than zero")),
+        Err(e) => Err(ConfigError::new(
+            key,
+            format!("{text:?} is not a duration like \"500ms\" or \"5s\": {e}"),
+        )),
+    }
+}
+
+fn header_name(key: &str, name: &str) -> Result<http::HeaderName, ConfigError> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| ConfigError::new(key, format!("{name:?} is not a valid HTTP header name")))
+}
+
+fn json_pointer(key: &str, pointer: String) -> Result<String, ConfigError> {
+    if pointer.starts_with('/') {
+        Ok(pointer)
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("{pointer:?} is not a JSON pointer; it starts with '/', e.g. \"/user/id\""),
+        ))
+    }
+}
+
+fn validate_identity(
+    raw: RawIdentity,
+    key: &str,
+    upstreams: &[Upstream],
+) -> Result<IdentitySource, ConfigError> {
+    let template = match &raw.user_id_template {
+        Some(t) => UserIdTemplate::parse(t)
+            .map_err(|reason| ConfigError::new(format!("{key}.user_id_template"), reason))?,
+        None => UserIdTemplate::default(),
+    };
+    let stray = [
+        (
+            "header",
+            raw.header.is_some() && raw.mode != IdentityMode::Header,
+        ),
+        (
+            "forward_auth",
+            raw.forward_auth.is_some() && raw.mode != IdentityMode::ForwardAuth,
+        ),
+        ("jwt", raw.jwt.is_some() && raw.mode != IdentityMode::Jwt),
+    ];
+    if let Some((block, _)) = stray.iter().find(|(_, stray)| *stray) {
+        return Err(ConfigError::new(
+            format!("{key}.{block}"),
+            format!("is set but identity.mode is not {block}"),
+        ));
+    }
+    let required = |block: &str| {
+        ConfigError::new(
+            format!("{key}.{block}"),
+            format!("is required when mode is {block}"),
+        )
+    };
+    match raw.mode {
+        IdentityMode::None => Ok(IdentitySource::None),
+        IdentityMode::Header => {
+            let block = raw.header.unwrap_or(RawHeaderIdentity {
+                user: default_user_header(),
+                roles: None,
+            });
+            Ok(IdentitySource::Header(HeaderIdentity {
+                user_header: header_name(&format!("{key}.header.user"), &block.user)?,
+                roles_header: block
+                    .roles
+                    .map(|r| header_name(&format!("{key}.header.roles"), &r))
+                    .transpose()?,
+                template,
+            }))
+        }
+        IdentityMode::ForwardAuth => {
+            let block = raw.forward_auth.ok_or_else(|| required("forward_auth"))?;
+            let key = format!("{key}.forward_auth");
+            let upstream = match &block.upstream {
+                Some(name) => upstreams
+                    .iter()
+                    .position(|u| &u.name == name)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            format!("{key}.upstream"),
+                            format!("unknown upstream {name:?}"),
+                        )
+                    })?,
+                None if upstreams.len() == 1 => 0,
+                None => {
+                    return Err(ConfigError::new(
+                        format!("{key}.upstream"),
+                        "is required when more than one upstream is defined",
+                    ))
+                }
+            };
+            if !block.path.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("{key}.path"),
+                    "must start with '/'",
+                ));
+            }
+            let user_id = match (block.user_id_header, block.user_id_pointer) {
+                (Some(h), None) => {
+                    UserIdLocation::Header(header_name(&format!("{key}.user_id_header"), &h)?)
+                }
+                (None, Some(p)) => {
+                    UserIdLocation::JsonPointer(json_pointer(&format!("{key}.user_id_pointer"), p)?)
+                }
+                _ => {
+                    return Err(ConfigError::new(
+                        key,
+                        "needs exactly one of user_id_header or user_id_pointer",
+                    ))
+                }
+            };
+            Ok(IdentitySource::ForwardAuth(ForwardAuth {
+                upstream,
+                method: http::Method::from_bytes(block.method.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| {
+                        ConfigError::new(
+                            format!("{key}.method"),
+                            format!("{:?} is not an HTTP method", block.method),
+                        )
+                    })?,
+                path: block.path,
+                user_id,
+                roles_pointer: block
+                    .roles_pointer
+                    .map(|p| json_pointer(&format!("{key}.roles_pointer"), p))
+                    .transpose()?,
+                timeout: match &block.timeout {
+                    Some(t) => parse_duration(&format!("{key}.timeout"), t, false)?,
+                    None => Duration::from_secs(2),
+                },
+                cache_ttl: match &block.cache_ttl {
+                    Some(t) => parse_duration(&format!("{key}.cache_ttl"), t, true)?,
+                    None => Duration::from_secs(5),
+                },
+                max_body_bytes: 64 * 1024,
+                template,
+            }))
+        }
+        IdentityMode::Jwt => {
+            let block = raw.jwt.ok_or_else(|| required("jwt"))?;
+            validate_jwt(block, &format!("{key}.jwt"), template)
+                .map(|jwt| IdentitySource::Jwt(Box::new(jwt)))
+        }
+    }
+}
+
+fn validate_jwt(
+    block: RawJwt,
+    key: &str,
+    template: UserIdTemplate,
+) -> Result<JwtIdentity, ConfigError> {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    let sources = [
+        block.hs256_secret.is_some(),
+        block.hs256_secret_file.is_some(),
+        block.public_key_file.is_some(),
+        block.jwks_file.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() != 1 {
+        return Err(ConfigError::new(
+            key,
+            "needs exactly one of hs256_secret, hs256_secret_file, public_key_file or jwks_file",
+        ));
+    }
+    let read = |field: &str, path: &Path| {
+        std::fs::read(path).map_err(|e| {
+            ConfigError::new(
+                format!("{key}.{field}"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })
+    };
+    let (keys, default_algorithms) = if let Some(secret) = block.hs256_secret {
+        if secret.is_empty() {
+            return Err(ConfigError::new(
+                format!("{key}.hs256_secret"),
+                "must not be empty",
+            ));
+        }
+        (
+            JwtKeys::Static(DecodingKey::from_secret(secret.as_bytes())),
+            vec![Algorithm::HS256],
+        )
+    } else if let Some(path) = block.hs256_secret_file {
+        let secret = read("hs256_secret_file", &path)?;
+        let secret = secret.strip_suffix(b"\n").unwrap_or(&secret);
+        if secret.is_empty() {
+            return Err(ConfigError::new(
+                format!("{key}.hs256_secret_file"),
+                format!("{} is empty", path.display()),
+            ));
+        }
+        (
+            JwtKeys::Static(DecodingKey::from_secret(secret)),
+            vec![Algorithm::HS256],
+        )
+    } else if let Some(path) = block.public_key_file {
+        let pem = read("public_key_file", &path)?;
+        let (decoding_key, algorithm) = decoding_key_from_pem(&pem).map_err(|reason| {
+            ConfigError::new(
+                format!("{key}.public_key_file"),
+                format!("{}: {reason}", path.display()),
+            )
+        })?;
+        (JwtKeys::Static(decoding_key), vec![algorithm])
+    } else if let Some(path) = block.jwks_file {
+        let file = JwksFile::load(&path)
+            .map_err(|reason| ConfigError::new(format!("{key}.jwks_file"), reason))?;
+        (
+            JwtKeys::JwksFile(file),
+            vec![Algorithm::RS256, Algorithm::ES256],
+        )
+    } else {
+        unreachable!("exactly one key source was checked above")
+    };
+    let algorithms = match block.algorithms {
+        None => default_algorithms,
+        Some(names) => names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                name.parse::<Algorithm>().map_err(|_| {
+                    ConfigError::new(
+                        format!("{key}.algorithms[{i}]"),
+                        format!("{name:?} is not a JWT algorithm"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    // An HMAC algorithm beside a public key is the classic algorithm-confusion
+    // hole (the public key used as an HMAC secret); refuse any mix outright.
+    let key_is_secret = sources[0] || sources[1];
+    let is_hmac =
+        |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+    if algorithms.is_empty() || algorithms.iter().any(|a| is_hmac(a) != key_is_secret) {
+        return Err(ConfigError::new(
+            format!("{key}.algorithms"),
+            "HS256/HS384/HS512 go with hs256_secret(_file) only, and public keys with RS*/PS*/ES*/EdDSA only",
+        ));
+    }
+    let mut validation = Validation::new(algorithms[0]);
+    validation.algorithms = algorithms;
+    validation.validate_nbf = true;
+    validation.leeway = match &block.leeway {
+        Some(text) => parse_duration(&format!("{key}.leeway"), text, true)?.as_secs(),
+        None => 30,
+    };
+    if let Some(issuer) = &block.issuer {
+        validation.set_issuer(&[issuer]);
+    }
+    match &block.audience {
+        Some(audience) => validation.set_audience(&[audience]),
+        None => validation.validate_aud = false,
+    }
+    Ok(JwtIdentity {
+        keys,
+        validation,
+        user_claim: block.user_claim,
+        roles_claim: block.roles_claim,
+        template,
+    })
+}
+
+fn validate_cors(raw: RawCors) -> Result<CorsPolicy, ConfigError> {
+    let origins = if raw.allowed_origins.iter().any(|o| o == "*") {
+        if raw.allowed_origins.len() > 1 {
+            return Err(ConfigError::new(
+                "cors.allowed_origins",
+                "\"*\" cannot be combined with other origins",
+            ));
+        }
+        if raw.allow_credentials {
+            return Err(ConfigError::new(
+                "cors.allowed_origins",
+                "\"*\" cannot be used with allow_credentials: true (browsers refuse it); list the origins",
+            ));
+        }
+        AllowedOrigins::Any
+    } else if raw.allowed_origins.is_empty() {
+        return Err(ConfigError::new(
+            "cors.allowed_origins",
+            "must list at least one origin",
+        ));
+    } else {
+        for (i, origin) in raw.allowed_origins.iter().enumerate() {
+            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.ends_with('/');
+            if !valid {
+                return Err(ConfigError::new(
+                    format!("cors.allowed_origins[{i}]"),
+                    format!("{origin:?} is not an origin like \"https://app.example.com\" (scheme and host, no path)"),
+                ));
+            }
+        }
+        AllowedOrigins::List(raw.allowed_origins)
+    };
+    Ok(CorsPolicy {
+        origins,
+        allow_credentials: raw.allow_credentials,
+        allowed_methods: raw.allowed_methods.join(", "),
+        allowed_headers: raw.allowed_headers.join(", "),
+        max_age_seconds: match &raw.max_age {
+            Some(text) => parse_duration("cors.max_age", text, true)?.as_secs(),
+            None => 600,
+        },
+    })
+}
+
+impl RawRateLimit {
+    fn validate(self, key: &str) -> Result<RateLimitSetting, ConfigError> {
+        if self.requests == 0 {
+            return Err(ConfigError::new(
+                format!("{key}.requests"),
+                "must be at least 1",
+            ));
+        }
+        Ok(RateLimitSetting {
+            requests: self.requests,
+            window: parse_duration(&format!("{key}.window"), &self.window, false)?,
+        })
+    }
 }
 
 fn validate_server(server: ServerSettings) -> Result<ServerSettings, ConfigError> {
@@ -673,7 +1283,8 @@ stream:
         let config = load(MINIMAL).expect("valid");
         assert_eq!(config.stream.api_secret, "s3cr3t \"#: value");
         assert_eq!(config.tokens, TokenPolicy::default());
-        assert_eq!(config.routes.routes().len(), 2);
+        assert_eq!(config.routes.routes().len(), 3);
+        assert_eq!(config.access.len(), 2);
         assert_eq!(config.server.grace_period_seconds, 5);
         assert_eq!(config.upstreams[0].connect_timeout, Duration::from_secs(5));
         assert_eq!(config.upstreams[0].sni, "127.0.0.1");

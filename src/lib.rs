@@ -7,6 +7,9 @@
 //! that connects them to Pingora.
 
 pub mod config;
+pub mod cors;
+pub mod identity;
+pub mod limits;
 pub mod logging;
 pub mod proxy;
 pub mod routing;

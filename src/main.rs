@@ -49,5 +49,5 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    streamgate::proxy::run(&config)
+    streamgate::proxy::run(config)
 }

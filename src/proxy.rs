@@ -11,16 +11,23 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use http::header;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode};
+use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{http_proxy_service_with_name, FailToProxy, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::ErrorType;
+use pingora_memory_cache::MemoryCache;
 
-use crate::config::{Config, Upstream};
+use crate::config::{Config, RouteAccess, Upstream};
+use crate::identity::{
+    credential_key, ForwardAuth, Identity, IdentityError, IdentitySource, TrustedNetworks,
+};
+use crate::limits::RateLimit;
 use crate::routing::{Action, MintKind, RouteTable};
-use crate::token_contract::{Reply, UserTokenEndpoint};
+use crate::token_contract::{Rejection, Reply, TokenMinter};
 
 /// An upstream ready to connect to: its name for messages and a prepared peer.
 struct UpstreamPeer {
@@ -46,10 +53,22 @@ impl UpstreamPeer {
     }
 }
 
+/// Forward-auth answers cached per route and credential hash.
+type SessionCache = MemoryCache<(usize, [u8; 32]), Identity>;
+
 pub struct Gateway {
     routes: RouteTable,
     upstreams: Vec<UpstreamPeer>,
-    user_tokens: UserTokenEndpoint,
+    minter: TokenMinter,
+    access: Vec<RouteAccess>,
+    trusted: TrustedNetworks,
+    per_client_ip: Option<RateLimit>,
+    per_identity: Option<RateLimit>,
+    /// Identity headers of `header` mode, removed from proxied requests that do
+    /// not come from a trusted peer so that the app cannot be fooled either.
+    spoofable_headers: Vec<HeaderName>,
+    connector: Connector,
+    sessions: SessionCache,
 }
 
 /// Per-request state: which upstream the route chose, if any.
@@ -58,43 +77,278 @@ pub struct RequestCtx {
     upstream: Option<usize>,
 }
 
+/// A token route's answer and the headers that go with it.
+struct Answer {
+    reply: Reply,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl From<Rejection> for Answer {
+    fn from(rejection: Rejection) -> Self {
+        let headers = match &rejection {
+            Rejection::TooManyRequests {
+                retry_after_seconds,
+            } => vec![(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds))],
+            _ => Vec::new(),
+        };
+        Answer {
+            reply: rejection.into_reply(),
+            headers,
+        }
+    }
+}
+
+impl From<IdentityError> for Answer {
+    fn from(error: IdentityError) -> Self {
+        match error {
+            IdentityError::Unauthorized { reason, challenge } => {
+                let mut answer = Answer::from(Rejection::Unauthorized(reason));
+                if let Some(challenge) = challenge {
+                    answer.headers.push((
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(challenge),
+                    ));
+                }
+                answer
+            }
+            IdentityError::Forbidden(reason) => Rejection::Forbidden(reason).into(),
+            IdentityError::Unavailable(reason) => Rejection::Unavailable(reason).into(),
+        }
+    }
+}
+
 impl Gateway {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: Config) -> Self {
+        let spoofable_headers = config
+            .access
+            .iter()
+            .filter_map(|a| match &a.identity {
+                IdentitySource::Header(mode) => {
+                    Some(mode.spoofable_headers().cloned().collect::<Vec<_>>())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
         Gateway {
-            routes: config.routes.clone(),
+            routes: config.routes,
             upstreams: config.upstreams.iter().map(UpstreamPeer::new).collect(),
-            user_tokens: UserTokenEndpoint::new(
+            minter: TokenMinter::new(
                 &config.stream.api_key,
                 &config.stream.api_secret,
-                config.tokens.clone(),
+                config.tokens,
             ),
+            access: config.access,
+            trusted: config.trusted_cidrs,
+            per_client_ip: config
+                .rate_limits
+                .per_client_ip
+                .map(|l| RateLimit::new(l.requests, l.window)),
+            per_identity: config
+                .rate_limits
+                .per_identity
+                .map(|l| RateLimit::new(l.requests, l.window)),
+            spoofable_headers,
+            connector: Connector::new(None),
+            sessions: MemoryCache::new(4096),
         }
     }
 
-    async fn mint_user_token(&self, session: &mut Session) -> Result<()> {
+    fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
+        session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+    }
+
+    /// Answers a token route: every step that can refuse, in the order that
+    /// reveals least to a caller who should not get a token.
+    async fn mint(
+        &self,
+        session: &mut Session,
+        kind: MintKind,
+        access: &RouteAccess,
+        access_index: usize,
+    ) -> Result<Answer> {
         let headers = &session.req_header().headers;
         let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
         let content_length = headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes());
         let expects_continue = headers
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if let Err(rejection) = self.user_tokens.check_headers(content_type, content_length) {
+        if let Err(rejection) = self.minter.check_headers(content_type, content_length) {
             // The body was not read: the connection cannot carry another request.
             session.set_keepalive(None);
-            return send_reply(session, rejection.into_reply()).await;
+            return Ok(rejection.into());
         }
         if expects_continue {
             session.write_continue_response().await?;
         }
-        let body = match read_body_up_to(session, self.user_tokens.policy().max_body_bytes).await? {
-            Some(body) => body,
-            None => {
-                session.set_keepalive(None);
-                return send_reply(session, self.user_tokens.too_large().into_reply()).await;
-            }
+        let Some(body) = read_body_up_to(session, self.minter.policy().max_body_bytes).await?
+        else {
+            session.set_keepalive(None);
+            return Ok(self.minter.too_large().into());
         };
-        let reply = self.user_tokens.answer(&body, SystemTime::now());
-        send_reply(session, reply).await
+        let peer = Self::peer_ip(session);
+        if let (Some(limit), Some(peer)) = (&self.per_client_ip, peer) {
+            let forwarded = session.req_header().headers.get_all("x-forwarded-for");
+            let client = self
+                .trusted
+                .client_ip(peer, forwarded.iter().map(|v| v.as_bytes()));
+            if let Err(retry_after_seconds) = limit.check(&client) {
+                return Ok(Rejection::TooManyRequests {
+                    retry_after_seconds,
+                }
+                .into());
+            }
+        }
+        let identity = match self.identify(session, access, access_index, peer).await {
+            Ok(identity) => identity,
+            Err(error) => return Ok(error.into()),
+        };
+        let grant = match self
+            .minter
+            .parse(kind, &body, identity.is_some())
+            .and_then(|request| self.minter.authorize(request, identity.as_ref()))
+        {
+            Ok(grant) => grant,
+            Err(rejection) => return Ok(rejection.into()),
+        };
+        if let Some(limit) = &self.per_identity {
+            if let Err(retry_after_seconds) = limit.check(&grant.user_id) {
+                return Ok(Rejection::TooManyRequests {
+                    retry_after_seconds,
+                }
+                .into());
+            }
+        }
+        Ok(Answer {
+            reply: self.minter.issue(&grant, SystemTime::now()),
+            headers: Vec::new(),
+        })
+    }
+
+    async fn identify(
+        &self,
+        session: &Session,
+        access: &RouteAccess,
+        access_index: usize,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Option<Identity>, IdentityError> {
+        let headers = &session.req_header().headers;
+        match &access.identity {
+            IdentitySource::None => Ok(None),
+            IdentitySource::Header(mode) => {
+                let trusted = peer.is_some_and(|ip| self.trusted.contains(ip));
+                mode.identify(trusted, headers).map(Some)
+            }
+            IdentitySource::Jwt(mode) => mode
+                .identify(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+                .map(Some),
+            IdentitySource::ForwardAuth(mode) => self
+                .forward_auth(mode, access_index, session.req_header())
+                .await
+                .map(Some),
+        }
+    }
+
+    /// Asks the app's session endpoint who the caller is, with only the
+    /// caller's `Cookie` and `Authorization` headers.
+    async fn forward_auth(
+        &self,
+        mode: &ForwardAuth,
+        access_index: usize,
+        request: &RequestHeader,
+    ) -> Result<Identity, IdentityError> {
+        let cookie = request.headers.get(header::COOKIE);
+        let authorization = request.headers.get(header::AUTHORIZATION);
+        let key = credential_key(
+            cookie.map(|v| v.as_bytes()),
+            authorization.map(|v| v.as_bytes()),
+        )
+        .ok_or_else(|| IdentityError::Unauthorized {
+            reason: "not signed in (no session cookie or Authorization header)".into(),
+            challenge: None,
+        })?;
+        let cache_key = (access_index, key);
+        if !mode.cache_ttl.is_zero() {
+            if let (Some(identity), _) = self.sessions.get(&cache_key) {
+                return Ok(identity);
+            }
+        }
+        let upstream = &self.upstreams[mode.upstream];
+        let mut sub_request = build_session_request(mode, request)
+            .map_err(|e| IdentityError::Unavailable(e.to_string()))?;
+        for (name, value) in [
+            (header::COOKIE, cookie),
+            (header::AUTHORIZATION, authorization),
+        ] {
+            if let Some(value) = value {
+                sub_request
+                    .insert_header(name, value.clone())
+                    .map_err(|e| IdentityError::Unavailable(e.to_string()))?;
+            }
+        }
+        let answer = tokio::time::timeout(
+            mode.timeout,
+            self.ask(upstream, sub_request, mode.max_body_bytes),
+        )
+        .await;
+        let (status, headers, body) = match answer {
+            Err(_) => {
+                return Err(IdentityError::Unavailable(format!(
+                    "upstream '{}' did not answer the session check at {} within {}",
+                    upstream.name,
+                    mode.path,
+                    humantime::format_duration(mode.timeout)
+                )))
+            }
+            Ok(Err(e)) => {
+                log::warn!("forward auth to upstream '{}' failed: {e}", upstream.name);
+                return Err(IdentityError::Unavailable(format!(
+                    "upstream '{}' is unavailable for the session check",
+                    upstream.name
+                )));
+            }
+            Ok(Ok(answer)) => answer,
+        };
+        let identity = mode.interpret(status, &headers, &body)?;
+        if !mode.cache_ttl.is_zero() {
+            self.sessions
+                .put(&cache_key, identity.clone(), Some(mode.cache_ttl));
+        }
+        Ok(identity)
+    }
+
+    /// One request to an upstream over Pingora's connection pool, body capped.
+    async fn ask(
+        &self,
+        upstream: &UpstreamPeer,
+        request: RequestHeader,
+        max_body: usize,
+    ) -> Result<(StatusCode, HeaderMap, Bytes)> {
+        let (mut http, _reused) = self.connector.get_http_session(&upstream.peer).await?;
+        http.write_request_header(Box::new(request)).await?;
+        http.finish_request_body().await?;
+        http.read_response_header().await?;
+        let response = http
+            .response_header()
+            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?;
+        let (status, headers) = (response.status, response.headers.clone());
+        let mut body = BytesMut::new();
+        while let Some(chunk) = http.read_response_body().await? {
+            if body.len() + chunk.len() > max_body {
+                return Error::e_explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "session endpoint answer too large",
+                );
+            }
+            body.extend_from_slice(&chunk);
+        }
+        self.connector
+            .release_http_session(http, &upstream.peer, upstream.peer.options.idle_timeout)
+            .await;
+        Ok((status, headers, body.freeze()))
     }
 
     fn upstream_name(&self, ctx: &RequestCtx) -> &str {
@@ -102,6 +356,30 @@ impl Gateway {
             .and_then(|i| self.upstreams.get(i))
             .map_or("?", |u| u.name.as_str())
     }
+
+    /// A CORS preflight for a token route with a CORS policy, if this is one.
+    fn preflight(&self, request: &RequestHeader) -> Option<Vec<(HeaderName, HeaderValue)>> {
+        if request.method != Method::OPTIONS {
+            return None;
+        }
+        let requested = request.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
+        let method = Method::from_bytes(requested.as_bytes()).ok()?;
+        let (_, access) = self.routes.find_mint(&method, request.uri.path())?;
+        let cors = self.access.get(access)?.cors.as_ref()?;
+        Some(cors.preflight_headers(request.headers.get(header::ORIGIN)))
+    }
+}
+
+/// The session check request: method and path from the config, the caller's
+/// `Host` (apps route and set cookies by it), nothing else of the caller's.
+fn build_session_request(mode: &ForwardAuth, request: &RequestHeader) -> Result<RequestHeader> {
+    let mut sub_request = RequestHeader::build(mode.method.clone(), mode.path.as_bytes(), None)?;
+    if let Some(host) = request.headers.get(header::HOST) {
+        sub_request.insert_header(header::HOST, host.clone())?;
+    }
+    sub_request.insert_header(header::ACCEPT, "application/json")?;
+    sub_request.insert_header(header::CONTENT_LENGTH, "0")?;
+    Ok(sub_request)
 }
 
 /// The whole request body, or `None` once it exceeds `limit` bytes. Chunked
@@ -118,11 +396,18 @@ async fn read_body_up_to(session: &mut Session, limit: usize) -> Result<Option<B
 }
 
 /// Writes one of streamgate's own JSON answers.
-async fn send_reply(session: &mut Session, reply: Reply) -> Result<()> {
-    let mut response = ResponseHeader::build(reply.status, Some(3))?;
+async fn send_reply(
+    session: &mut Session,
+    reply: Reply,
+    extra: &[(HeaderName, HeaderValue)],
+) -> Result<()> {
+    let mut response = ResponseHeader::build(reply.status, Some(4 + extra.len()))?;
     response.insert_header(header::CONTENT_TYPE, "application/json")?;
     response.insert_header(header::CONTENT_LENGTH, reply.body.len())?;
     response.insert_header(header::CACHE_CONTROL, "no-store")?;
+    for (name, value) in extra {
+        response.append_header(name.clone(), value.clone())?;
+    }
     session
         .write_response_header(Box::new(response), false)
         .await?;
@@ -140,6 +425,18 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(headers) = self.preflight(session.req_header()) {
+            let mut response =
+                ResponseHeader::build(StatusCode::NO_CONTENT, Some(headers.len() + 1))?;
+            for (name, value) in headers {
+                response.append_header(name, value)?;
+            }
+            response.insert_header(header::CONTENT_LENGTH, 0)?;
+            session
+                .write_response_header(Box::new(response), true)
+                .await?;
+            return Ok(true);
+        }
         let request = session.req_header();
         let action = self
             .routes
@@ -162,8 +459,17 @@ impl ProxyHttp for Gateway {
                     .await?;
                 Ok(true)
             }
-            Some(Action::Mint(MintKind::UserToken)) => {
-                self.mint_user_token(session).await?;
+            Some(Action::Mint { kind, access }) => {
+                let (kind, access_index) = (*kind, *access);
+                let access = &self.access[access_index];
+                let origin = session.req_header().headers.get(header::ORIGIN).cloned();
+                let mut answer = self.mint(session, kind, access, access_index).await?;
+                if let Some(cors) = &access.cors {
+                    answer
+                        .headers
+                        .extend(cors.response_headers(origin.as_ref()));
+                }
+                send_reply(session, answer.reply, &answer.headers).await?;
                 Ok(true)
             }
             None => {
@@ -172,7 +478,7 @@ impl ProxyHttp for Gateway {
                     request.method,
                     request.uri.path()
                 );
-                send_reply(session, Reply::error(404, &message)).await?;
+                send_reply(session, Reply::error(404, &message), &[]).await?;
                 Ok(true)
             }
         }
@@ -201,6 +507,13 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if !self.spoofable_headers.is_empty()
+            && !Self::peer_ip(session).is_some_and(|ip| self.trusted.contains(ip))
+        {
+            for name in &self.spoofable_headers {
+                upstream_request.remove_header(name);
+            }
+        }
         add_forwarded_headers(session, upstream_request)
     }
 
@@ -250,7 +563,7 @@ impl ProxyHttp for Gateway {
         // the wire; all that can be done is to close the connection.
         if let Some(reply) = reply.filter(|_| session.response_written().is_none()) {
             session.set_keepalive(None);
-            if let Err(write_error) = send_reply(session, reply).await {
+            if let Err(write_error) = send_reply(session, reply, &[]).await {
                 log::debug!("could not send error response downstream: {write_error}");
             }
         }
@@ -308,7 +621,7 @@ fn add_forwarded_headers(session: &Session, upstream_request: &mut RequestHeader
 }
 
 /// Builds the Pingora server for `config` and runs it until a signal stops it.
-pub fn run(config: &Config) -> ! {
+pub fn run(config: Config) -> ! {
     let settings = &config.server;
     let server_conf = ServerConf {
         threads: settings.threads,
@@ -325,20 +638,13 @@ pub fn run(config: &Config) -> ! {
     };
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
     server.bootstrap();
+    let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
     let mut service =
         http_proxy_service_with_name(&server.configuration, Gateway::new(config), "streamgate");
-    for address in &config.listen {
-        service.add_tcp(&address.to_string());
+    for address in &listen {
+        service.add_tcp(address);
     }
     server.add_service(service);
-    log::info!(
-        "streamgate listening on {}",
-        config
-            .listen
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    log::info!("streamgate listening on {}", listen.join(", "));
     server.run_forever()
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 #[serde(rename_all = "snake_case")]
 pub enum MintKind {
     UserToken,
+    CallToken,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +22,9 @@ pub enum PathMatch {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Answer in the request filter, no upstream hop.
-    Mint(MintKind),
+    /// Answer in the request filter, no upstream hop. `access` indexes the
+    /// per-route access settings (identity, CORS) kept beside the table.
+    Mint { kind: MintKind, access: usize },
     /// Proxy to `upstreams[upstream]` of the configuration.
     Proxy { upstream: usize },
     /// A fixed answer, like Envoy's `direct_response`: for probes of the proxy
@@ -76,14 +78,26 @@ impl RouteTable {
         RouteTable { routes }
     }
 
-    /// The table used when the configuration has no `routes`: mint user tokens at
-    /// `POST /api/tokens/user`, send everything else to the given upstream.
+    /// The table used when the configuration has no `routes`: user tokens at
+    /// `POST /api/tokens/user`, call tokens at `POST /api/tokens/call` (access
+    /// settings 0 and 1), everything else to the given upstream.
     pub fn default_for(upstream: usize) -> Self {
         RouteTable::new(vec![
             Route {
                 method: Some(http::Method::POST),
                 path: PathMatch::Exact("/api/tokens/user".into()),
-                action: Action::Mint(MintKind::UserToken),
+                action: Action::Mint {
+                    kind: MintKind::UserToken,
+                    access: 0,
+                },
+            },
+            Route {
+                method: Some(http::Method::POST),
+                path: PathMatch::Exact("/api/tokens/call".into()),
+                action: Action::Mint {
+                    kind: MintKind::CallToken,
+                    access: 1,
+                },
             },
             Route {
                 method: None,
@@ -101,6 +115,14 @@ impl RouteTable {
     pub fn find(&self, method: &http::Method, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.matches(method, path))
     }
+
+    /// The token route a CORS preflight (`OPTIONS` asking about `method`) is for.
+    pub fn find_mint(&self, method: &http::Method, path: &str) -> Option<(MintKind, usize)> {
+        match self.find(method, path).map(|r| &r.action) {
+            Some(Action::Mint { kind, access }) => Some((*kind, *access)),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -114,8 +136,23 @@ mod tests {
         let action = |m: Method, p: &str| table.find(&m, p).map(|r| r.action.clone());
         assert_eq!(
             action(Method::POST, "/api/tokens/user"),
-            Some(Action::Mint(MintKind::UserToken))
+            Some(Action::Mint {
+                kind: MintKind::UserToken,
+                access: 0
+            })
         );
+        assert_eq!(
+            action(Method::POST, "/api/tokens/call"),
+            Some(Action::Mint {
+                kind: MintKind::CallToken,
+                access: 1
+            })
+        );
+        assert_eq!(
+            table.find_mint(&Method::POST, "/api/tokens/call"),
+            Some((MintKind::CallToken, 1))
+        );
+        assert_eq!(table.find_mint(&Method::GET, "/api/tokens/call"), None);
         assert_eq!(
             action(Method::GET, "/api/tokens/user"),
             Some(Action::Proxy { upstream: 0 })
@@ -165,6 +202,6 @@ mod tests {
     fn describe_reads_like_a_request_line() {
         let table = RouteTable::default_for(0);
         assert_eq!(table.routes()[0].describe(), "POST /api/tokens/user");
-        assert_eq!(table.routes()[1].describe(), "* /*");
+        assert_eq!(table.routes()[2].describe(), "* /*");
     }
 }

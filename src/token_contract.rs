@@ -1,9 +1,15 @@
 //! The token contract: request bytes in, HTTP status and JSON body out.
 //!
-//! This is the whole behaviour of `POST /api/tokens/user` apart from socket I/O,
-//! kept free of Pingora types so that every status, message and claim can be
-//! unit-tested and fuzzed without a server. The Pingora glue only reads the
-//! body (enforcing the size limit while it does) and writes the [`Reply`].
+//! This is the whole behaviour of the token routes apart from socket I/O and
+//! identity lookup, kept free of Pingora types so that every status, message
+//! and claim can be unit-tested and fuzzed without a server. The Pingora glue
+//! reads the body (enforcing the size limit while it does), finds out who is
+//! calling ([`crate::identity`]), and writes the [`Reply`].
+//!
+//! A request goes through three steps, so that the glue can rate-limit between
+//! knowing whom a token is for and signing it:
+//! [`TokenMinter::parse`] (400/422), [`TokenMinter::authorize`] (403), then
+//! [`TokenMinter::issue`].
 //!
 //! Anything a client can send maps to a 2xx or 4xx with a message that names the
 //! field and the rule; a 500 is reserved for a fault of ours (a signing failure)
@@ -14,6 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::identity::Identity;
+use crate::routing::MintKind;
 use crate::signing::Signer;
 
 /// Limits and defaults from the `tokens:` section of the configuration.
@@ -25,6 +33,10 @@ pub struct TokenPolicy {
     /// little behind ours does not reject a fresh token as "used before issued".
     pub iat_leeway_seconds: u64,
     pub max_body_bytes: usize,
+    /// Call roles any caller may ask for; others need an identity carrying them.
+    pub anyone_roles: Vec<String>,
+    /// `None`: any valid call type.
+    pub allowed_call_types: Option<Vec<String>>,
 }
 
 impl Default for TokenPolicy {
@@ -34,6 +46,8 @@ impl Default for TokenPolicy {
             max_validity_seconds: 86400,
             iat_leeway_seconds: 5,
             max_body_bytes: 16384,
+            anyone_roles: vec!["user".to_string()],
+            allowed_call_types: None,
         }
     }
 }
@@ -68,20 +82,28 @@ impl Reply {
 pub enum Rejection {
     InvalidHeader(String),
     InvalidJson(String),
+    Unauthorized(String),
+    Forbidden(String),
     TooLarge { limit: usize },
     UnsupportedMediaType(String),
     Validation(String),
+    TooManyRequests { retry_after_seconds: u64 },
     Internal,
+    Unavailable(String),
 }
 
 impl Rejection {
     pub fn status(&self) -> u16 {
         match self {
             Rejection::InvalidHeader(_) | Rejection::InvalidJson(_) => 400,
+            Rejection::Unauthorized(_) => 401,
+            Rejection::Forbidden(_) => 403,
             Rejection::TooLarge { .. } => 413,
             Rejection::UnsupportedMediaType(_) => 415,
             Rejection::Validation(_) => 422,
+            Rejection::TooManyRequests { .. } => 429,
             Rejection::Internal => 500,
+            Rejection::Unavailable(_) => 503,
         }
     }
 
@@ -89,6 +111,8 @@ impl Rejection {
         match self {
             Rejection::InvalidHeader(reason) => format!("Invalid request header: {reason}"),
             Rejection::InvalidJson(reason) => format!("Invalid JSON body: {reason}"),
+            Rejection::Unauthorized(reason) => format!("Unauthorized: {reason}"),
+            Rejection::Forbidden(reason) => format!("Forbidden: {reason}"),
             Rejection::TooLarge { limit } => {
                 format!("Request body too large: the limit is {limit} bytes")
             }
@@ -96,7 +120,13 @@ impl Rejection {
                 format!("Unsupported Content-Type {got:?}: send application/json")
             }
             Rejection::Validation(reason) => format!("Validation failed: {reason}"),
+            Rejection::TooManyRequests {
+                retry_after_seconds,
+            } => {
+                format!("Too many requests: retry in {retry_after_seconds} s")
+            }
             Rejection::Internal => "Internal error: the token could not be signed".to_string(),
+            Rejection::Unavailable(reason) => format!("Service unavailable: {reason}"),
         }
     }
 
@@ -105,18 +135,39 @@ impl Rejection {
     }
 }
 
-/// The `POST /api/tokens/user` endpoint: credentials, policy and signer, built
+/// Signs tokens for the token routes: credentials, policy and signer, built
 /// once at start and shared by every request.
 #[derive(Debug)]
-pub struct UserTokenEndpoint {
+pub struct TokenMinter {
     api_key: String,
     policy: TokenPolicy,
     signer: Signer,
 }
 
-impl UserTokenEndpoint {
+/// A token request that passed the contract's rules, before authorization.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TokenRequest {
+    kind: MintKind,
+    user_id: Option<String>,
+    validity_seconds: u64,
+    call_id: Option<String>,
+    call_type: String,
+    role: Option<String>,
+}
+
+/// An authorized request: exactly what the token will say.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub user_id: String,
+    validity_seconds: u64,
+    call_id: Option<String>,
+    call_type: String,
+    role: Option<String>,
+}
+
+impl TokenMinter {
     pub fn new(api_key: &str, api_secret: &str, policy: TokenPolicy) -> Self {
-        UserTokenEndpoint {
+        TokenMinter {
             api_key: api_key.to_string(),
             signer: Signer::new(api_secret.as_bytes()),
             policy,
@@ -163,47 +214,119 @@ impl UserTokenEndpoint {
         }
     }
 
-    /// Answers a complete request body.
-    pub fn answer(&self, body: &[u8], now: SystemTime) -> Reply {
-        match self.mint(body, now) {
-            Ok(body) => Reply { status: 200, body },
-            Err(rejection) => rejection.into_reply(),
-        }
+    /// Parses and validates a body. `userId` may be left out only when the
+    /// caller is identified (`identified`), since it then defaults to them.
+    pub fn parse(
+        &self,
+        kind: MintKind,
+        body: &[u8],
+        identified: bool,
+    ) -> Result<TokenRequest, Rejection> {
+        TokenRequest::parse(kind, body, &self.policy, identified)
     }
 
-    fn mint(&self, body: &[u8], now: SystemTime) -> Result<Vec<u8>, Rejection> {
-        let request = TokenRequest::parse(body, &self.policy)?;
+    /// Decides what the token may say for this caller: with an identity, only
+    /// that user, and only roles the policy or the identity allows.
+    pub fn authorize(
+        &self,
+        request: TokenRequest,
+        identity: Option<&Identity>,
+    ) -> Result<Grant, Rejection> {
+        let user_id = match (identity, request.user_id) {
+            (Some(identity), Some(requested)) if requested != identity.user_id => {
+                return Err(Rejection::Forbidden(
+                    "userId does not match the authenticated user".into(),
+                ))
+            }
+            (Some(identity), _) => identity.user_id.clone(),
+            (None, Some(requested)) => requested,
+            (None, None) => return Err(Rejection::Validation("userId is required".into())),
+        };
+        if let Some(allowed) = &self.policy.allowed_call_types {
+            if request.call_id.is_some() && !allowed.contains(&request.call_type) {
+                return Err(Rejection::Forbidden(format!(
+                    "callType {:?} is not allowed (allowed: {})",
+                    request.call_type,
+                    allowed.join(", ")
+                )));
+            }
+        }
+        if let Some(role) = &request.role {
+            let carried = identity.is_some_and(|i| i.roles.contains(role));
+            if !self.policy.anyone_roles.contains(role) && !carried {
+                return Err(Rejection::Forbidden(format!(
+                    "role {role:?} is not granted to this user"
+                )));
+            }
+        }
+        debug_assert!(request.kind == MintKind::UserToken || request.call_id.is_some());
+        Ok(Grant {
+            user_id,
+            validity_seconds: request.validity_seconds,
+            call_id: request.call_id,
+            call_type: request.call_type,
+            role: request.role,
+        })
+    }
+
+    /// Signs the token and builds the 200 answer.
+    pub fn issue(&self, grant: &Grant, now: SystemTime) -> Reply {
         let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let iat = now.saturating_sub(self.policy.iat_leeway_seconds);
-        let exp = now.saturating_add(request.validity_seconds);
-        let call_cid = request
+        let exp = now.saturating_add(grant.validity_seconds);
+        let call_cid = grant
             .call_id
             .as_deref()
-            .map(|call_id| format!("{}:{call_id}", request.call_type));
+            .map(|call_id| format!("{}:{call_id}", grant.call_type));
         let claims = Claims {
-            user_id: &request.user_id,
+            user_id: &grant.user_id,
             iat,
             exp,
             call_cids: call_cid.as_deref().map(|cid| [cid]),
+            role: grant.role.as_deref(),
         };
-        let token = self.signer.sign(&claims).map_err(|e| {
-            log::error!("token signing failed: {e}");
-            Rejection::Internal
-        })?;
+        let token = match self.signer.sign(&claims) {
+            Ok(token) => token,
+            Err(e) => {
+                log::error!("token signing failed: {e}");
+                return Rejection::Internal.into_reply();
+            }
+        };
         let expires_at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(exp));
         let response = Success {
             success: true,
             data: TokenData {
                 token: &token,
-                user_id: &request.user_id,
+                user_id: &grant.user_id,
                 api_key: &self.api_key,
-                call_id: request.call_id.as_deref(),
-                call_type: &request.call_type,
-                validity_in_seconds: request.validity_seconds,
+                call_id: grant.call_id.as_deref(),
+                call_type: &grant.call_type,
+                role: grant.role.as_deref(),
+                validity_in_seconds: grant.validity_seconds,
                 expires_at: expires_at.to_string(),
             },
         };
-        serde_json::to_vec(&response).map_err(|_| Rejection::Internal)
+        match serde_json::to_vec(&response) {
+            Ok(body) => Reply { status: 200, body },
+            Err(_) => Rejection::Internal.into_reply(),
+        }
+    }
+
+    /// All three steps for a complete body; what a route without rate limits does.
+    pub fn answer(
+        &self,
+        kind: MintKind,
+        body: &[u8],
+        identity: Option<&Identity>,
+        now: SystemTime,
+    ) -> Reply {
+        match self
+            .parse(kind, body, identity.is_some())
+            .and_then(|request| self.authorize(request, identity))
+        {
+            Ok(grant) => self.issue(&grant, now),
+            Err(rejection) => rejection.into_reply(),
+        }
     }
 }
 
@@ -224,6 +347,8 @@ struct Claims<'a> {
     exp: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     call_cids: Option<[&'a str; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -241,6 +366,8 @@ struct TokenData<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     call_id: Option<&'a str>,
     call_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
     validity_in_seconds: u64,
     expires_at: String,
 }
@@ -257,29 +384,40 @@ struct RawTokenRequest {
     call_id: Option<Value>,
     #[serde(rename = "callType", default)]
     call_type: Option<Value>,
-}
-
-/// A request that passed every rule of the contract.
-#[derive(Debug, PartialEq, Eq)]
-struct TokenRequest {
-    user_id: String,
-    validity_seconds: u64,
-    call_id: Option<String>,
-    call_type: String,
+    #[serde(default)]
+    role: Option<Value>,
 }
 
 const USER_ID_RULE: &str = "must be 1 to 255 characters from A-Z a-z 0-9 @ _ -";
-const CALL_NAME_RULE: &str = "must be 1 to 64 characters from A-Z a-z 0-9 _ -";
+const NAME_RULE: &str = "must be 1 to 64 characters from A-Z a-z 0-9 _ -";
+
+/// A string field that must satisfy `valid`; `None` when absent.
+fn string_field(
+    value: Option<Value>,
+    field: &str,
+    valid: fn(&str) -> bool,
+    rule: &str,
+) -> Result<Option<String>, Rejection> {
+    match value {
+        None => Ok(None),
+        Some(Value::String(s)) if valid(&s) => Ok(Some(s)),
+        Some(Value::String(_)) => Err(validation(field, rule)),
+        Some(_) => Err(validation(field, "must be a string")),
+    }
+}
 
 impl TokenRequest {
-    fn parse(body: &[u8], policy: &TokenPolicy) -> Result<TokenRequest, Rejection> {
+    fn parse(
+        kind: MintKind,
+        body: &[u8],
+        policy: &TokenPolicy,
+        identified: bool,
+    ) -> Result<TokenRequest, Rejection> {
         let raw = parse_object(body)?;
-        let user_id = match raw.user_id {
-            None => return Err(Rejection::Validation("userId is required".into())),
-            Some(Value::String(s)) if is_user_id(&s) => s,
-            Some(Value::String(_)) => return Err(validation("userId", USER_ID_RULE)),
-            Some(_) => return Err(validation("userId", "must be a string")),
-        };
+        let user_id = string_field(raw.user_id, "userId", is_user_id, USER_ID_RULE)?;
+        if user_id.is_none() && !identified {
+            return Err(Rejection::Validation("userId is required".into()));
+        }
         let validity_seconds = match raw.validity_in_seconds {
             None => policy.default_validity_seconds,
             Some(value) => whole_seconds(&value)
@@ -294,23 +432,26 @@ impl TokenRequest {
                     )
                 })?,
         };
-        let call_id = match raw.call_id {
-            None => None,
-            Some(Value::String(s)) if is_call_name(&s) => Some(s),
-            Some(Value::String(_)) => return Err(validation("callId", CALL_NAME_RULE)),
-            Some(_) => return Err(validation("callId", "must be a string")),
-        };
-        let call_type = match raw.call_type {
-            None => "default".to_string(),
-            Some(Value::String(s)) if is_call_name(&s) => s,
-            Some(Value::String(_)) => return Err(validation("callType", CALL_NAME_RULE)),
-            Some(_) => return Err(validation("callType", "must be a string")),
+        let call_id = string_field(raw.call_id, "callId", is_name, NAME_RULE)?;
+        let call_type = string_field(raw.call_type, "callType", is_name, NAME_RULE)?
+            .unwrap_or_else(|| "default".into());
+        let role = match kind {
+            // A user token has no role: the field is ignored like any unknown one.
+            MintKind::UserToken => None,
+            MintKind::CallToken => {
+                if call_id.is_none() {
+                    return Err(Rejection::Validation("callId is required".into()));
+                }
+                string_field(raw.role, "role", is_name, NAME_RULE)?
+            }
         };
         Ok(TokenRequest {
+            kind,
             user_id,
             validity_seconds,
             call_id,
             call_type,
+            role,
         })
     }
 }
@@ -353,14 +494,14 @@ fn whole_seconds(value: &Value) -> Option<u64> {
 }
 
 /// Stream's user-id rule: `^[@\w-]*$` with ASCII `\w`, 1 to 255 characters.
-fn is_user_id(s: &str) -> bool {
+pub fn is_user_id(s: &str) -> bool {
     (1..=255).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'_' | b'-'))
 }
 
-/// Call ids and call types: `[A-Za-z0-9_-]`, 1 to 64 characters.
-fn is_call_name(s: &str) -> bool {
+/// Call ids, call types and roles: `[A-Za-z0-9_-]`, 1 to 64 characters.
+fn is_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
@@ -375,12 +516,17 @@ mod tests {
 
     const NOW: u64 = 1_795_000_000;
 
-    fn endpoint() -> UserTokenEndpoint {
-        UserTokenEndpoint::new("the-key", "the-secret", TokenPolicy::default())
+    fn endpoint() -> TokenMinter {
+        TokenMinter::new("the-key", "the-secret", TokenPolicy::default())
     }
 
     fn answer(body: &str) -> (u16, Value) {
-        let reply = endpoint().answer(body.as_bytes(), UNIX_EPOCH + Duration::from_secs(NOW));
+        let reply = endpoint().answer(
+            MintKind::UserToken,
+            body.as_bytes(),
+            None,
+            UNIX_EPOCH + Duration::from_secs(NOW),
+        );
         (
             reply.status,
             serde_json::from_slice(&reply.body).expect("reply is JSON"),
@@ -432,7 +578,9 @@ mod tests {
     #[test]
     fn data_keys_are_exactly_the_contract() {
         let reply = endpoint().answer(
-            br#"{"userId":"u","extra":"ignored"}"#,
+            MintKind::UserToken,
+            br#"{"userId":"u","extra":"ignored","role":"admin"}"#,
+            None,
             UNIX_EPOCH + Duration::from_secs(NOW),
         );
         let text = String::from_utf8(reply.body).unwrap();
@@ -649,6 +797,142 @@ mod tests {
         assert_eq!(
             reply.body,
             br#"{"success":false,"error":"no route for \"/x\""}"#
+        );
+    }
+
+    fn call_answer(body: &str, identity: Option<&Identity>, policy: TokenPolicy) -> (u16, Value) {
+        let minter = TokenMinter::new("the-key", "the-secret", policy);
+        let reply = minter.answer(
+            MintKind::CallToken,
+            body.as_bytes(),
+            identity,
+            UNIX_EPOCH + Duration::from_secs(NOW),
+        );
+        (reply.status, serde_json::from_slice(&reply.body).unwrap())
+    }
+
+    fn alice(roles: &[&str]) -> Identity {
+        Identity {
+            user_id: "alice".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn identity_decides_the_user() {
+        let minter = endpoint();
+        let at = UNIX_EPOCH + Duration::from_secs(NOW);
+        let me = alice(&[]);
+        let reply = minter.answer(MintKind::UserToken, b"{}", Some(&me), at);
+        assert_eq!(reply.status, 200);
+        let json: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(json["data"]["userId"], "alice");
+        assert_eq!(
+            claims_of(json["data"]["token"].as_str().unwrap())["user_id"],
+            "alice"
+        );
+        assert_eq!(
+            minter
+                .answer(MintKind::UserToken, br#"{"userId":"alice"}"#, Some(&me), at)
+                .status,
+            200
+        );
+        let other = minter.answer(
+            MintKind::UserToken,
+            br#"{"userId":"mallory"}"#,
+            Some(&me),
+            at,
+        );
+        assert_eq!(
+            other,
+            Reply::error(
+                403,
+                "Forbidden: userId does not match the authenticated user"
+            )
+        );
+    }
+
+    #[test]
+    fn call_token_carries_the_role_and_call() {
+        let (status, json) = call_answer(
+            r#"{"userId":"u","callId":"c1","role":"user"}"#,
+            None,
+            TokenPolicy::default(),
+        );
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["data"]["role"], "user");
+        assert_eq!(
+            claims_of(json["data"]["token"].as_str().unwrap()),
+            json!({"user_id":"u","iat":NOW - 5,"exp":NOW + 3600,"call_cids":["default:c1"],"role":"user"})
+        );
+        let (status, json) = call_answer(
+            r#"{"userId":"u","callId":"c1"}"#,
+            None,
+            TokenPolicy::default(),
+        );
+        assert_eq!(status, 200);
+        assert!(claims_of(json["data"]["token"].as_str().unwrap())
+            .get("role")
+            .is_none());
+        assert_eq!(
+            call_answer(r#"{"userId":"u"}"#, None, TokenPolicy::default()),
+            (
+                422,
+                json!({"success":false,"error":"Validation failed: callId is required"})
+            )
+        );
+        assert_eq!(
+            call_answer(
+                r#"{"userId":"u","callId":"c","role":"a b"}"#,
+                None,
+                TokenPolicy::default()
+            )
+            .0,
+            422
+        );
+    }
+
+    #[test]
+    fn roles_beyond_the_open_list_need_the_identity_to_carry_them() {
+        let escalate = r#"{"callId":"c1","role":"admin"}"#;
+        let refused = json!({"success":false,"error":"Forbidden: role \"admin\" is not granted to this user"});
+        assert_eq!(
+            call_answer(escalate, Some(&alice(&[])), TokenPolicy::default()),
+            (403, refused.clone())
+        );
+        assert_eq!(
+            call_answer(
+                r#"{"userId":"u","callId":"c1","role":"admin"}"#,
+                None,
+                TokenPolicy::default()
+            ),
+            (403, refused)
+        );
+        assert_eq!(
+            call_answer(escalate, Some(&alice(&["admin"])), TokenPolicy::default()).0,
+            200
+        );
+    }
+
+    #[test]
+    fn call_types_can_be_restricted() {
+        let policy = TokenPolicy {
+            allowed_call_types: Some(vec!["default".into()]),
+            ..TokenPolicy::default()
+        };
+        assert_eq!(
+            call_answer(r#"{"userId":"u","callId":"c"}"#, None, policy.clone()).0,
+            200
+        );
+        let (status, json) = call_answer(
+            r#"{"userId":"u","callId":"c","callType":"livestream"}"#,
+            None,
+            policy,
+        );
+        assert_eq!(status, 403);
+        assert_eq!(
+            json["error"],
+            "Forbidden: callType \"livestream\" is not allowed (allowed: default)"
         );
     }
 }

@@ -8,19 +8,31 @@ use std::time::SystemTime;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use streamgate::token_contract::{TokenPolicy, UserTokenEndpoint};
+use streamgate::identity::Identity;
+use streamgate::routing::MintKind;
+use streamgate::token_contract::{TokenMinter, TokenPolicy};
 
 const SECRET: &str = "fuzz-secret";
 
-fn endpoint() -> UserTokenEndpoint {
-    UserTokenEndpoint::new("fuzz-key", SECRET, TokenPolicy::default())
+fn endpoint() -> TokenMinter {
+    TokenMinter::new("fuzz-key", SECRET, TokenPolicy::default())
 }
 
-/// The invariant every answer must satisfy.
+/// The invariant every answer must satisfy, for a user token from an
+/// anonymous caller and a call token from an identified one.
 fn assert_well_formed(body: &[u8]) {
-    let reply = endpoint().answer(body, SystemTime::now());
+    let identity = Identity {
+        user_id: "john_doe".into(),
+        roles: vec!["moderator".into()],
+    };
+    assert_well_formed_as(MintKind::UserToken, body, None);
+    assert_well_formed_as(MintKind::CallToken, body, Some(&identity));
+}
+
+fn assert_well_formed_as(kind: MintKind, body: &[u8], identity: Option<&Identity>) {
+    let reply = endpoint().answer(kind, body, identity, SystemTime::now());
     assert!(
-        matches!(reply.status, 200 | 400 | 422),
+        matches!(reply.status, 200 | 400 | 403 | 422),
         "status {} for body {:?}",
         reply.status,
         String::from_utf8_lossy(body)
@@ -39,6 +51,13 @@ fn assert_well_formed(body: &[u8]) {
         .expect("token verifies")
         .claims;
         assert_eq!(claims["user_id"], json["data"]["userId"]);
+        if let Some(identity) = identity {
+            assert_eq!(
+                claims["user_id"],
+                identity.user_id.as_str(),
+                "never a token for someone else"
+            );
+        }
     } else {
         assert_eq!(json["success"], json!(false));
         let message = json["error"].as_str().expect("error message");
@@ -82,6 +101,7 @@ fn token_request_like() -> impl Strategy<Value = Vec<u8>> {
         Just("validityInSeconds".to_string()),
         Just("callId".to_string()),
         Just("callType".to_string()),
+        Just("role".to_string()),
         "[a-zA-Z]{1,12}",
     ];
     prop::collection::vec((field, arbitrary_json()), 0..6).prop_map(|pairs| {
