@@ -401,7 +401,18 @@ impl JwtIdentity {
                 .ok_or_else(|| invalid("invalid JWT: no key in the JWKS matches its kid".into()))?;
                 let key = DecodingKey::from_jwk(jwk)
                     .map_err(|e| invalid(format!("invalid JWT: unusable JWKS key: {e}")))?;
-                self.decode(token, &key)
+                if !self.validation.algorithms.contains(&header.alg) {
+                    return Err(invalid(format!(
+                        "invalid JWT: algorithm {:?} is not accepted",
+                        header.alg
+                    )));
+                }
+                // jsonwebtoken wants every listed algorithm to fit the key, and
+                // a JWKS mixes RSA and EC keys: narrow to this token's own.
+                let mut validation = self.validation.clone();
+                validation.algorithms = vec![header.alg];
+                jsonwebtoken::decode::<BTreeMap<String, Value>>(token, &key, &validation)
+                    .map(|data| data.claims)
             }
         }
         .map_err(|e| invalid(format!("invalid JWT: {e}")))?;

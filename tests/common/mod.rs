@@ -7,10 +7,13 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -23,22 +26,69 @@ pub const API_KEY: &str = "test-api-key";
 pub const API_SECRET: &str = "test-secret-0123456789abcdefghijklmnopqrstuvwxyz";
 
 /// The application behind streamgate: echoes what it received, hashes bodies
-/// as they stream in, echoes WebSocket messages and can be slow on purpose.
+/// as they stream in, echoes WebSocket messages, can be slow on purpose, and
+/// has a session endpoint (`/api/me`) for forward auth.
 pub struct App {
     pub addr: SocketAddr,
+    pub sessions: Arc<SessionLog>,
+}
+
+/// What the app's session endpoint was asked.
+#[derive(Default)]
+pub struct SessionLog {
+    pub checks: AtomicUsize,
+    /// Header names of the last check, sorted.
+    pub last_headers: Mutex<Vec<String>>,
+}
+
+impl App {
+    pub fn session_checks(&self) -> usize {
+        self.sessions.checks.load(Ordering::SeqCst)
+    }
 }
 
 pub async fn start_app() -> App {
+    let sessions = Arc::new(SessionLog::default());
     let router = Router::new()
         .route("/ws", get(websocket))
         .route("/slow", get(slow))
+        .route("/api/me", get(me))
+        .with_state(Arc::clone(&sessions))
         .fallback(echo);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind app");
     let addr = listener.local_addr().expect("app address");
     tokio::spawn(async move { axum::serve(listener, router).await });
-    App { addr }
+    App { addr, sessions }
+}
+
+/// The app's "who am I": `Cookie: session=<name>` or `Authorization: Bearer app-<name>`
+/// for the users it knows; 401 otherwise. It reports which headers it saw.
+async fn me(State(log): State<Arc<SessionLog>>, headers: HeaderMap) -> axum::response::Response {
+    log.checks.fetch_add(1, Ordering::SeqCst);
+    let mut names: Vec<String> = headers.keys().map(|k| k.to_string()).collect();
+    names.sort();
+    *log.last_headers.lock().unwrap() = names;
+    let from_cookie = headers
+        .get("cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| {
+            c.split(';')
+                .find_map(|part| part.trim().strip_prefix("session="))
+        });
+    let from_bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer app-"));
+    let user = from_cookie.or(from_bearer);
+    let roles: &[&str] = match user {
+        Some("alice") => &["moderator"],
+        Some("root") => &["admin"],
+        Some("bob") => &[],
+        _ => return (axum::http::StatusCode::UNAUTHORIZED, "sign in first").into_response(),
+    };
+    Json(json!({"user": {"id": user, "roles": roles}})).into_response()
 }
 
 async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Json<Value> {
