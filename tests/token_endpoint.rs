@@ -402,7 +402,7 @@ async fn logs_never_contain_the_secret_or_a_token() {
     // Authorization header, must not be logged either.
     assert_eq!(post(&gate, "{").await.status(), 400);
     let proxied = client()
-        .get(gate.url(&format!("/api/me?token={}", tokens[0])))
+        .get(gate.url(&format!("/api/profile?token={}", tokens[0])))
         .header("authorization", format!("Bearer {}", tokens[1]))
         .send()
         .await
