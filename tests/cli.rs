@@ -76,6 +76,35 @@ fn shipped_example_config_passes_the_check() {
     );
 }
 
+/// One ready example per identity mode; each must pass `-t` as shipped, and
+/// only the `none` example may warn that anyone can mint.
+#[test]
+fn every_shipped_config_passes_the_check() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/conf");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(conf).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let output = Command::new(binary())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("-t")
+            .arg("-c")
+            .arg(&path)
+            .env_remove("STREAM_API_SECRET")
+            .env_remove("JWKS_FILE")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}: {}", path.display(), stderr(&output));
+        let open_minting = stderr(&output).contains("ANY userId");
+        let is_identity_example = path.file_name().unwrap().to_str().unwrap().starts_with("identity-");
+        assert_eq!(open_minting, !is_identity_example, "{}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 4, "expected the default config and one per identity mode");
+}
+
 #[test]
 fn unknown_upstream_is_rejected() {
     let config = format!("{GOOD}routes:\n  - {{ match: {{ path_prefix: / }}, upstream: web }}\n");
