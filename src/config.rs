@@ -69,7 +69,50 @@ pub struct Config {
     pub access: Vec<RouteAccess>,
     pub trusted_cidrs: TrustedNetworks,
     pub rate_limits: RateLimitSettings,
+    pub admin: AdminSettings,
+    pub access_log: AccessLogSettings,
     pub server: ServerSettings,
+}
+
+/// The admin listener: probes and metrics, never proxied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// When set, `/readyz` also requires the app to answer this path with 2xx.
+    pub readiness_probe: Option<ReadinessProbe>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadinessProbe {
+    pub upstream: usize,
+    pub path: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFormat {
+    Json,
+    Text,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogSettings {
+    pub format: AccessLogFormat,
+    /// Query strings often carry tokens and signed URLs, so they are left out
+    /// unless asked for.
+    pub include_query: bool,
+}
+
+impl Default for AccessLogSettings {
+    fn default() -> Self {
+        AccessLogSettings {
+            format: AccessLogFormat::Json,
+            include_query: false,
+        }
+    }
 }
 
 /// Who may use one token route, and from which web origins.
@@ -113,7 +156,16 @@ pub struct Upstream {
 #[derive(Clone)]
 pub struct StreamCredentials {
     pub api_key: String,
-    pub api_secret: String,
+    pub api_secret: SecretSource,
+}
+
+/// Where the signing secret comes from. A file is read when the server starts
+/// and again whenever it changes (see [`crate::secret`]), so it is not read
+/// here: a Secret that is not mounted yet makes streamgate not ready, not dead.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Inline(String),
+    File(PathBuf),
 }
 
 // Hand-written so that `{:?}` of a Config can never print the secret.
@@ -133,6 +185,9 @@ impl fmt::Debug for StreamCredentials {
 pub struct ServerSettings {
     pub threads: usize,
     pub work_stealing: bool,
+    /// On SIGTERM, `/readyz` answers 503 at once while streamgate keeps serving
+    /// this long, so that endpoints are removed before connections are refused.
+    pub drain_seconds: u64,
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
     pub upstream_keepalive_pool_size: usize,
@@ -145,6 +200,7 @@ impl Default for ServerSettings {
         ServerSettings {
             threads: 1,
             work_stealing: true,
+            drain_seconds: 5,
             grace_period_seconds: 5,
             graceful_shutdown_timeout_seconds: 5,
             upstream_keepalive_pool_size: 128,
@@ -180,13 +236,24 @@ impl Config {
     /// Things that are allowed but that an operator must hear about at start.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if self.stream.api_secret == DEV_SECRET {
-            warnings.push(
-                "stream.api_secret is the DEVELOPMENT secret from conf/streamgate.yaml: \
+        match &self.stream.api_secret {
+            SecretSource::Inline(secret) if secret == DEV_SECRET => {
+                warnings.push(
+                    "stream.api_secret is the DEVELOPMENT secret from conf/streamgate.yaml: \
                  tokens signed with it are rejected by Stream and anyone can forge them. \
                  Set STREAM_API_SECRET or stream.api_secret_file before deploying."
-                    .to_string(),
-            );
+                        .to_string(),
+                );
+            }
+            SecretSource::File(path) => {
+                if let Err(reason) = crate::secret::read_secret(path) {
+                    warnings.push(format!(
+                        "stream.api_secret_file: {reason}; streamgate will run but stay not ready, \
+                         answering 503 on token routes, until the file holds a secret"
+                    ));
+                }
+            }
+            SecretSource::Inline(_) => {}
         }
         for access in &self.access {
             if let IdentitySource::None = access.identity {
@@ -304,9 +371,29 @@ struct RawConfig {
     cors: Option<RawCors>,
     #[serde(default)]
     rate_limits: RawRateLimits,
+    admin: Option<RawAdmin>,
+    #[serde(default)]
+    access_log: AccessLogSettings,
     #[serde(default)]
     server: ServerSettings,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    readiness_probe: Option<RawReadinessProbe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReadinessProbe {
+    upstream: Option<String>,
+    path: String,
+    timeout: Option<String>,
+}
+
+const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9901";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -589,6 +676,7 @@ impl RawConfig {
                 .map(|r| r.validate("rate_limits.per_client_ip"))
                 .transpose()?,
         };
+        let admin = validate_admin(self.admin, &upstreams)?;
         let server = validate_server(self.server)?;
         let access = access.built;
         Ok(Config {
@@ -600,6 +688,8 @@ impl RawConfig {
             access,
             trusted_cidrs,
             rate_limits,
+            admin,
+            access_log: self.access_log,
             server,
         })
     }
@@ -686,29 +776,18 @@ impl RawStream {
                 }
                 secret
             }
-            (None, Some(file)) => read_secret_file(&file)?,
+            (None, Some(file)) => {
+                return Ok(StreamCredentials {
+                    api_key: self.api_key,
+                    api_secret: SecretSource::File(file),
+                })
+            }
         };
         Ok(StreamCredentials {
             api_key: self.api_key,
-            api_secret,
+            api_secret: SecretSource::Inline(api_secret),
         })
     }
-}
-
-/// Secret files written by `kubectl create secret --from-file` or an editor often
-/// end in a newline that is not part of the secret.
-fn read_secret_file(file: &Path) -> Result<String, ConfigError> {
-    let key = "stream.api_secret_file";
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", file.display())))?;
-    let secret = text.trim_end_matches(['\n', '\r']);
-    if secret.is_empty() {
-        return Err(ConfigError::new(
-            key,
-            format!("{} is empty", file.display()),
-        ));
-    }
-    Ok(secret.to_string())
 }
 
 impl RawTokens {
@@ -1246,6 +1325,64 @@ impl RawRateLimit {
     }
 }
 
+fn validate_admin(
+    raw: Option<RawAdmin>,
+    upstreams: &[Upstream],
+) -> Result<AdminSettings, ConfigError> {
+    let raw = raw.unwrap_or(RawAdmin {
+        listen: None,
+        readiness_probe: None,
+    });
+    let text = raw.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+    let listen = text.parse::<SocketAddr>().map_err(|_| {
+        ConfigError::new(
+            "admin.listen",
+            format!("{text:?} is not an IP:port address (e.g. \"0.0.0.0:9901\")"),
+        )
+    })?;
+    let readiness_probe = match raw.readiness_probe {
+        None => None,
+        Some(probe) => {
+            let upstream = match &probe.upstream {
+                Some(name) => upstreams
+                    .iter()
+                    .position(|u| &u.name == name)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "admin.readiness_probe.upstream",
+                            format!("unknown upstream {name:?}"),
+                        )
+                    })?,
+                None if upstreams.len() == 1 => 0,
+                None => {
+                    return Err(ConfigError::new(
+                        "admin.readiness_probe.upstream",
+                        "is required when more than one upstream is defined",
+                    ))
+                }
+            };
+            if !probe.path.starts_with('/') {
+                return Err(ConfigError::new(
+                    "admin.readiness_probe.path",
+                    "must start with '/'",
+                ));
+            }
+            Some(ReadinessProbe {
+                upstream,
+                path: probe.path,
+                timeout: match &probe.timeout {
+                    Some(t) => parse_duration("admin.readiness_probe.timeout", t, false)?,
+                    None => Duration::from_secs(1),
+                },
+            })
+        }
+    };
+    Ok(AdminSettings {
+        listen,
+        readiness_probe,
+    })
+}
+
 fn validate_server(server: ServerSettings) -> Result<ServerSettings, ConfigError> {
     if server.threads == 0 {
         return Err(ConfigError::new("server.threads", "must be at least 1"));
@@ -1281,7 +1418,9 @@ stream:
     #[test]
     fn minimal_config_gets_documented_defaults() {
         let config = load(MINIMAL).expect("valid");
-        assert_eq!(config.stream.api_secret, "s3cr3t \"#: value");
+        assert!(config.stream.api_secret == SecretSource::Inline("s3cr3t \"#: value".into()));
+        assert_eq!(config.admin.listen, "0.0.0.0:9901".parse().unwrap());
+        assert_eq!(config.access_log.format, AccessLogFormat::Json);
         assert_eq!(config.tokens, TokenPolicy::default());
         assert_eq!(config.routes.routes().len(), 3);
         assert_eq!(config.access.len(), 2);

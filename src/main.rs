@@ -20,6 +20,11 @@ struct Cli {
     /// Check the configuration and exit: 0 when valid, 2 when not.
     #[arg(short = 't', long = "test")]
     test: bool,
+    /// Take over the listening sockets of a running streamgate (send it SIGQUIT
+    /// after starting this one) instead of binding them: a reload without a
+    /// refused connection.
+    #[arg(short = 'u', long = "upgrade")]
+    upgrade: bool,
 }
 
 /// Exit status for a configuration that cannot be used, as nginx -t does.
@@ -49,5 +54,5 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    streamgate::proxy::run(config)
+    streamgate::server::run(config, cli.upgrade)
 }

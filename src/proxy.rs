@@ -7,7 +7,9 @@
 //! streams bodies both ways and handles WebSocket upgrades itself, so the only
 //! per-request work here is a route lookup and the `X-Forwarded-*` headers.
 
-use std::time::SystemTime;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -16,28 +18,32 @@ use http::{HeaderMap, Method, StatusCode};
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::proxy::{http_proxy_service_with_name, FailToProxy, ProxyHttp, Session};
-use pingora::server::configuration::ServerConf;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
 use pingora_memory_cache::MemoryCache;
 
-use crate::config::{Config, RouteAccess, Upstream};
+use crate::config::{AccessLogSettings, Config, RouteAccess, Upstream};
 use crate::identity::{
     credential_key, ForwardAuth, Identity, IdentityError, IdentitySource, TrustedNetworks,
 };
 use crate::limits::RateLimit;
+use crate::logging::AccessRecord;
+use crate::metrics::{Metrics, TokenRouteMetrics, UpstreamMetrics};
 use crate::routing::{Action, MintKind, RouteTable};
+use crate::signing::SignerSlot;
 use crate::token_contract::{Rejection, Reply, TokenMinter};
 
+const REQUEST_ID: &str = "x-request-id";
+
 /// An upstream ready to connect to: its name for messages and a prepared peer.
-struct UpstreamPeer {
-    name: String,
-    peer: HttpPeer,
+pub(crate) struct UpstreamPeer {
+    pub(crate) name: String,
+    pub(crate) peer: HttpPeer,
     read_timeout_secs: u64,
 }
 
 impl UpstreamPeer {
-    fn new(upstream: &Upstream) -> Self {
+    pub(crate) fn new(upstream: &Upstream) -> Self {
         let mut peer = HttpPeer::new(upstream.address, upstream.tls, upstream.sni.clone());
         peer.options.connection_timeout = Some(upstream.connect_timeout);
         peer.options.read_timeout = Some(upstream.read_timeout);
@@ -69,18 +75,32 @@ pub struct Gateway {
     spoofable_headers: Vec<HeaderName>,
     connector: Connector,
     sessions: SessionCache,
+    metrics: Arc<Metrics>,
+    /// Indexed like `access`.
+    token_metrics: Vec<TokenRouteMetrics>,
+    /// Indexed like `upstreams`.
+    upstream_metrics: Vec<UpstreamMetrics>,
+    access_log: AccessLogSettings,
 }
 
-/// Per-request state: which upstream the route chose, if any.
-#[derive(Default)]
+/// Per-request state, for routing, the access log and metrics.
 pub struct RequestCtx {
+    started: Instant,
+    request_id: HeaderValue,
+    route: &'static str,
     upstream: Option<usize>,
+    access: Option<usize>,
+    upstream_sent: Option<Instant>,
+    user_id: Option<String>,
 }
 
 /// A token route's answer and the headers that go with it.
 struct Answer {
     reply: Reply,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// Metric label when refused.
+    refusal: Option<&'static str>,
+    user_id: Option<String>,
 }
 
 impl From<Rejection> for Answer {
@@ -92,8 +112,10 @@ impl From<Rejection> for Answer {
             _ => Vec::new(),
         };
         Answer {
+            refusal: Some(rejection.reason()),
             reply: rejection.into_reply(),
             headers,
+            user_id: None,
         }
     }
 }
@@ -118,7 +140,8 @@ impl From<IdentityError> for Answer {
 }
 
 impl Gateway {
-    pub fn new(config: Config) -> Self {
+    /// `signer` is shared with the secret watcher, `metrics` with the admin listener.
+    pub fn new(config: Config, signer: Arc<SignerSlot>, metrics: Arc<Metrics>) -> Self {
         let spoofable_headers = config
             .access
             .iter()
@@ -133,11 +156,17 @@ impl Gateway {
         Gateway {
             routes: config.routes,
             upstreams: config.upstreams.iter().map(UpstreamPeer::new).collect(),
-            minter: TokenMinter::new(
-                &config.stream.api_key,
-                &config.stream.api_secret,
-                config.tokens,
-            ),
+            minter: TokenMinter::with_signer(&config.stream.api_key, signer, config.tokens),
+            token_metrics: config
+                .access
+                .iter()
+                .map(|a| metrics.token_route(&a.route))
+                .collect(),
+            upstream_metrics: config
+                .upstreams
+                .iter()
+                .map(|u| metrics.upstream(&u.name))
+                .collect(),
             access: config.access,
             trusted: config.trusted_cidrs,
             per_client_ip: config
@@ -151,7 +180,20 @@ impl Gateway {
             spoofable_headers,
             connector: Connector::new(None),
             sessions: MemoryCache::new(4096),
+            metrics,
+            access_log: config.access_log,
         }
+    }
+
+    fn rate_limited(&self, access: &RouteAccess, limit: &str, retry_after_seconds: u64) -> Answer {
+        self.metrics
+            .rate_limited
+            .with_label_values(&[access.route.as_str(), limit])
+            .inc();
+        Rejection::TooManyRequests {
+            retry_after_seconds,
+        }
+        .into()
     }
 
     fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
@@ -196,15 +238,27 @@ impl Gateway {
                 .trusted
                 .client_ip(peer, forwarded.iter().map(|v| v.as_bytes()));
             if let Err(retry_after_seconds) = limit.check(&client) {
-                return Ok(Rejection::TooManyRequests {
-                    retry_after_seconds,
-                }
-                .into());
+                return Ok(self.rate_limited(access, "client_ip", retry_after_seconds));
             }
         }
         let identity = match self.identify(session, access, access_index, peer).await {
             Ok(identity) => identity,
-            Err(error) => return Ok(error.into()),
+            Err(error) => {
+                let result = match &error {
+                    IdentityError::Unauthorized { .. } => "unauthorized",
+                    IdentityError::Forbidden(_) => "forbidden",
+                    IdentityError::Unavailable(_) => "unavailable",
+                };
+                self.metrics
+                    .identity_failures
+                    .with_label_values(&[
+                        access.route.as_str(),
+                        access.identity.mode_name(),
+                        result,
+                    ])
+                    .inc();
+                return Ok(error.into());
+            }
         };
         let grant = match self
             .minter
@@ -216,16 +270,22 @@ impl Gateway {
         };
         if let Some(limit) = &self.per_identity {
             if let Err(retry_after_seconds) = limit.check(&grant.user_id) {
-                return Ok(Rejection::TooManyRequests {
-                    retry_after_seconds,
-                }
-                .into());
+                let mut answer = self.rate_limited(access, "identity", retry_after_seconds);
+                answer.user_id = Some(grant.user_id);
+                return Ok(answer);
             }
         }
-        Ok(Answer {
-            reply: self.minter.issue(&grant, SystemTime::now()),
-            headers: Vec::new(),
-        })
+        let mut answer: Answer = match self.minter.issue(&grant, SystemTime::now()) {
+            Ok(reply) => Answer {
+                reply,
+                headers: Vec::new(),
+                refusal: None,
+                user_id: None,
+            },
+            Err(rejection) => rejection.into(),
+        };
+        answer.user_id = Some(grant.user_id);
+        Ok(answer)
     }
 
     async fn identify(
@@ -291,7 +351,7 @@ impl Gateway {
         }
         let answer = tokio::time::timeout(
             mode.timeout,
-            self.ask(upstream, sub_request, mode.max_body_bytes),
+            ask_upstream(&self.connector, upstream, sub_request, mode.max_body_bytes),
         )
         .await;
         let (status, headers, body) = match answer {
@@ -320,37 +380,6 @@ impl Gateway {
         Ok(identity)
     }
 
-    /// One request to an upstream over Pingora's connection pool, body capped.
-    async fn ask(
-        &self,
-        upstream: &UpstreamPeer,
-        request: RequestHeader,
-        max_body: usize,
-    ) -> Result<(StatusCode, HeaderMap, Bytes)> {
-        let (mut http, _reused) = self.connector.get_http_session(&upstream.peer).await?;
-        http.write_request_header(Box::new(request)).await?;
-        http.finish_request_body().await?;
-        http.read_response_header().await?;
-        let response = http
-            .response_header()
-            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?;
-        let (status, headers) = (response.status, response.headers.clone());
-        let mut body = BytesMut::new();
-        while let Some(chunk) = http.read_response_body().await? {
-            if body.len() + chunk.len() > max_body {
-                return Error::e_explain(
-                    ErrorType::InvalidHTTPHeader,
-                    "session endpoint answer too large",
-                );
-            }
-            body.extend_from_slice(&chunk);
-        }
-        self.connector
-            .release_http_session(http, &upstream.peer, upstream.peer.options.idle_timeout)
-            .await;
-        Ok((status, headers, body.freeze()))
-    }
-
     fn upstream_name(&self, ctx: &RequestCtx) -> &str {
         ctx.upstream
             .and_then(|i| self.upstreams.get(i))
@@ -368,6 +397,55 @@ impl Gateway {
         let cors = self.access.get(access)?.cors.as_ref()?;
         Some(cors.preflight_headers(request.headers.get(header::ORIGIN)))
     }
+}
+
+/// One request to an upstream over Pingora's connection pool, body capped:
+/// the session check of `forward_auth` and the admin readiness probe.
+pub(crate) async fn ask_upstream(
+    connector: &Connector,
+    upstream: &UpstreamPeer,
+    request: RequestHeader,
+    max_body: usize,
+) -> Result<(StatusCode, HeaderMap, Bytes)> {
+    let (mut http, _reused) = connector.get_http_session(&upstream.peer).await?;
+    http.write_request_header(Box::new(request)).await?;
+    http.finish_request_body().await?;
+    http.read_response_header().await?;
+    let response = http
+        .response_header()
+        .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?;
+    let (status, headers) = (response.status, response.headers.clone());
+    let mut body = BytesMut::new();
+    while let Some(chunk) = http.read_response_body().await? {
+        if body.len() + chunk.len() > max_body {
+            return Error::e_explain(ErrorType::InvalidHTTPHeader, "upstream answer too large");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    connector
+        .release_http_session(http, &upstream.peer, upstream.peer.options.idle_timeout)
+        .await;
+    Ok((status, headers, body.freeze()))
+}
+
+/// A request id from the client is kept when it is short printable ASCII, so
+/// that a trace started in front of streamgate continues through it and the app.
+fn request_id(request: &RequestHeader) -> HeaderValue {
+    request
+        .headers
+        .get(REQUEST_ID)
+        .filter(|v| {
+            (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = uuid::Uuid::new_v4();
+            HeaderValue::from_str(
+                id.hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            )
+            .unwrap_or_else(|_| HeaderValue::from_static("-"))
+        })
 }
 
 /// The session check request: method and path from the config, the caller's
@@ -400,8 +478,10 @@ async fn send_reply(
     session: &mut Session,
     reply: Reply,
     extra: &[(HeaderName, HeaderValue)],
+    request_id: &HeaderValue,
 ) -> Result<()> {
-    let mut response = ResponseHeader::build(reply.status, Some(4 + extra.len()))?;
+    let mut response = ResponseHeader::build(reply.status, Some(5 + extra.len()))?;
+    response.insert_header(REQUEST_ID, request_id.clone())?;
     response.insert_header(header::CONTENT_TYPE, "application/json")?;
     response.insert_header(header::CONTENT_LENGTH, reply.body.len())?;
     response.insert_header(header::CACHE_CONTROL, "no-store")?;
@@ -421,17 +501,28 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            started: Instant::now(),
+            request_id: HeaderValue::from_static("-"),
+            route: "-",
+            upstream: None,
+            access: None,
+            upstream_sent: None,
+            user_id: None,
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.request_id = request_id(session.req_header());
         if let Some(headers) = self.preflight(session.req_header()) {
+            ctx.route = "cors_preflight";
             let mut response =
                 ResponseHeader::build(StatusCode::NO_CONTENT, Some(headers.len() + 1))?;
             for (name, value) in headers {
                 response.append_header(name, value)?;
             }
             response.insert_header(header::CONTENT_LENGTH, 0)?;
+            response.insert_header(REQUEST_ID, ctx.request_id.clone())?;
             session
                 .write_response_header(Box::new(response), true)
                 .await?;
@@ -444,10 +535,12 @@ impl ProxyHttp for Gateway {
             .map(|route| &route.action);
         match action {
             Some(Action::Proxy { upstream }) => {
+                ctx.route = "proxy";
                 ctx.upstream = Some(*upstream);
                 Ok(false)
             }
             Some(Action::Respond(direct)) => {
+                ctx.route = "direct_response";
                 let mut response = ResponseHeader::build(direct.status, Some(2))?;
                 response.insert_header(header::CONTENT_TYPE, direct.content_type.as_str())?;
                 response.insert_header(header::CONTENT_LENGTH, direct.body.len())?;
@@ -461,6 +554,8 @@ impl ProxyHttp for Gateway {
             }
             Some(Action::Mint { kind, access }) => {
                 let (kind, access_index) = (*kind, *access);
+                ctx.route = "token";
+                ctx.access = Some(access_index);
                 let access = &self.access[access_index];
                 let origin = session.req_header().headers.get(header::ORIGIN).cloned();
                 let mut answer = self.mint(session, kind, access, access_index).await?;
@@ -469,16 +564,30 @@ impl ProxyHttp for Gateway {
                         .headers
                         .extend(cors.response_headers(origin.as_ref()));
                 }
-                send_reply(session, answer.reply, &answer.headers).await?;
+                let counters = &self.token_metrics[access_index];
+                match answer.refusal {
+                    None => counters.issued.inc(),
+                    Some(reason) => self
+                        .metrics
+                        .tokens_refused
+                        .with_label_values(&[counters.route.as_str(), reason])
+                        .inc(),
+                }
+                ctx.user_id = answer.user_id;
+                send_reply(session, answer.reply, &answer.headers, &ctx.request_id).await?;
+                counters
+                    .duration
+                    .observe(ctx.started.elapsed().as_secs_f64());
                 Ok(true)
             }
             None => {
+                ctx.route = "not_found";
                 let message = format!(
                     "Not found: no route matches {} {}",
                     request.method,
                     request.uri.path()
                 );
-                send_reply(session, Reply::error(404, &message), &[]).await?;
+                send_reply(session, Reply::error(404, &message), &[], &ctx.request_id).await?;
                 Ok(true)
             }
         }
@@ -505,8 +614,10 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        upstream_request.insert_header(REQUEST_ID, ctx.request_id.clone())?;
+        ctx.upstream_sent = Some(Instant::now());
         if !self.spoofable_headers.is_empty()
             && !Self::peer_ip(session).is_some_and(|ip| self.trusted.contains(ip))
         {
@@ -563,7 +674,7 @@ impl ProxyHttp for Gateway {
         // the wire; all that can be done is to close the connection.
         if let Some(reply) = reply.filter(|_| session.response_written().is_none()) {
             session.set_keepalive(None);
-            if let Err(write_error) = send_reply(session, reply, &[]).await {
+            if let Err(write_error) = send_reply(session, reply, &[], &ctx.request_id).await {
                 log::debug!("could not send error response downstream: {write_error}");
             }
         }
@@ -571,6 +682,75 @@ impl ProxyHttp for Gateway {
             error_code,
             can_reuse_downstream: false,
         }
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(sent), Some(upstream)) = (ctx.upstream_sent, ctx.upstream) {
+            self.upstream_metrics[upstream]
+                .duration
+                .observe(sent.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header(REQUEST_ID, ctx.request_id.clone())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(upstream) = ctx.upstream {
+            self.upstream_metrics[upstream].connect_errors.inc();
+        }
+        e
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if let Some(upstream) = ctx.upstream {
+            self.upstream_metrics[upstream].count_response(status);
+        }
+        if self.access_log.format == crate::config::AccessLogFormat::Off {
+            return;
+        }
+        let request = session.req_header();
+        let route = match ctx.access {
+            Some(access) => self.access[access].route.as_str(),
+            None => ctx.route,
+        };
+        AccessRecord {
+            timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            request_id: ctx.request_id.to_str().unwrap_or("-"),
+            client_ip: Self::peer_ip(session).map(|ip: IpAddr| ip.to_string()),
+            method: request.method.as_str(),
+            path: request.uri.path(),
+            query: request
+                .uri
+                .query()
+                .filter(|_| self.access_log.include_query),
+            status,
+            bytes: session.body_bytes_sent(),
+            duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+            route,
+            upstream: ctx.upstream.map(|i| self.upstreams[i].name.as_str()),
+            user_id: ctx.user_id.as_deref(),
+        }
+        .emit(self.access_log.format);
     }
 
     /// Pingora's default summary includes the query string, where apps put
@@ -618,33 +798,4 @@ fn add_forwarded_headers(session: &Session, upstream_request: &mut RequestHeader
         }
     }
     Ok(())
-}
-
-/// Builds the Pingora server for `config` and runs it until a signal stops it.
-pub fn run(config: Config) -> ! {
-    let settings = &config.server;
-    let server_conf = ServerConf {
-        threads: settings.threads,
-        work_stealing: settings.work_stealing,
-        grace_period_seconds: Some(settings.grace_period_seconds),
-        graceful_shutdown_timeout_seconds: Some(settings.graceful_shutdown_timeout_seconds),
-        upstream_keepalive_pool_size: settings.upstream_keepalive_pool_size,
-        pid_file: settings.pid_file.clone(),
-        upgrade_sock: settings.upgrade_sock.clone(),
-        // A refused or timed-out connect is retried once, not Pingora's 16 times:
-        // a sidecar's app is on loopback, and a client must get its 502 promptly.
-        max_retries: 1,
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, server_conf);
-    server.bootstrap();
-    let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
-    let mut service =
-        http_proxy_service_with_name(&server.configuration, Gateway::new(config), "streamgate");
-    for address in &listen {
-        service.add_tcp(address);
-    }
-    server.add_service(service);
-    log::info!("streamgate listening on {}", listen.join(", "));
-    server.run_forever()
 }

@@ -8,7 +8,9 @@
 //! the HMAC over it.
 
 use std::fmt;
+use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey};
@@ -64,6 +66,35 @@ impl Signer {
     }
 }
 
+/// The signer in use. Rotation replaces it whole; a request loads it once and
+/// signs with that one key from start to finish, so no token can mix two.
+#[derive(Default)]
+pub struct SignerSlot(ArcSwapOption<Signer>);
+
+impl fmt::Debug for SignerSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SignerSlot(loaded: {})", self.is_loaded())
+    }
+}
+
+impl SignerSlot {
+    pub fn with_secret(secret: &[u8]) -> Self {
+        SignerSlot(ArcSwapOption::from_pointee(Signer::new(secret)))
+    }
+
+    pub fn load(&self) -> Option<Arc<Signer>> {
+        self.0.load_full()
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.0.load().is_some()
+    }
+
+    pub fn replace(&self, secret: &[u8]) {
+        self.0.store(Some(Arc::new(Signer::new(secret))));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +146,30 @@ mod tests {
             Algorithm::HS256
         )
         .unwrap());
+    }
+
+    #[test]
+    fn slot_swaps_whole_signers() {
+        let slot = SignerSlot::default();
+        assert!(slot.load().is_none());
+        slot.replace(b"first");
+        let held = slot.load().unwrap();
+        slot.replace(b"second");
+        let claims = json!({"user_id": "u"});
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.required_spec_claims.clear();
+        let verifies_with = |token: &str, secret: &[u8]| {
+            jsonwebtoken::decode::<Value>(token, &DecodingKey::from_secret(secret), &validation)
+                .is_ok()
+        };
+        assert!(
+            verifies_with(&held.sign(&claims).unwrap(), b"first"),
+            "a loaded signer keeps its key"
+        );
+        assert!(verifies_with(
+            &slot.load().unwrap().sign(&claims).unwrap(),
+            b"second"
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! field and the rule; a 500 is reserved for a fault of ours (a signing failure)
 //! and never carries detail that could include the secret.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,7 @@ use serde_json::Value;
 
 use crate::identity::Identity;
 use crate::routing::MintKind;
-use crate::signing::Signer;
+use crate::signing::SignerSlot;
 
 /// Limits and defaults from the `tokens:` section of the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +134,22 @@ impl Rejection {
     pub fn into_reply(self) -> Reply {
         Reply::error(self.status(), &self.message())
     }
+
+    /// The `reason` label of the refused-tokens metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::InvalidHeader(_) => "invalid_header",
+            Rejection::InvalidJson(_) => "invalid_json",
+            Rejection::Unauthorized(_) => "unauthorized",
+            Rejection::Forbidden(_) => "forbidden",
+            Rejection::TooLarge { .. } => "too_large",
+            Rejection::UnsupportedMediaType(_) => "unsupported_media_type",
+            Rejection::Validation(_) => "validation",
+            Rejection::TooManyRequests { .. } => "rate_limited",
+            Rejection::Internal => "internal",
+            Rejection::Unavailable(_) => "unavailable",
+        }
+    }
 }
 
 /// Signs tokens for the token routes: credentials, policy and signer, built
@@ -141,7 +158,7 @@ impl Rejection {
 pub struct TokenMinter {
     api_key: String,
     policy: TokenPolicy,
-    signer: Signer,
+    signer: Arc<SignerSlot>,
 }
 
 /// A token request that passed the contract's rules, before authorization.
@@ -167,9 +184,18 @@ pub struct Grant {
 
 impl TokenMinter {
     pub fn new(api_key: &str, api_secret: &str, policy: TokenPolicy) -> Self {
+        TokenMinter::with_signer(
+            api_key,
+            Arc::new(SignerSlot::with_secret(api_secret.as_bytes())),
+            policy,
+        )
+    }
+
+    /// A minter whose key can be rotated through `signer` while it runs.
+    pub fn with_signer(api_key: &str, signer: Arc<SignerSlot>, policy: TokenPolicy) -> Self {
         TokenMinter {
             api_key: api_key.to_string(),
-            signer: Signer::new(api_secret.as_bytes()),
+            signer,
             policy,
         }
     }
@@ -270,7 +296,7 @@ impl TokenMinter {
     }
 
     /// Signs the token and builds the 200 answer.
-    pub fn issue(&self, grant: &Grant, now: SystemTime) -> Reply {
+    pub fn issue(&self, grant: &Grant, now: SystemTime) -> Result<Reply, Rejection> {
         let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let iat = now.saturating_sub(self.policy.iat_leeway_seconds);
         let exp = now.saturating_add(grant.validity_seconds);
@@ -285,13 +311,13 @@ impl TokenMinter {
             call_cids: call_cid.as_deref().map(|cid| [cid]),
             role: grant.role.as_deref(),
         };
-        let token = match self.signer.sign(&claims) {
-            Ok(token) => token,
-            Err(e) => {
-                log::error!("token signing failed: {e}");
-                return Rejection::Internal.into_reply();
-            }
-        };
+        let signer = self.signer.load().ok_or_else(|| {
+            Rejection::Unavailable("the Stream API secret is not loaded yet".into())
+        })?;
+        let token = signer.sign(&claims).map_err(|e| {
+            log::error!("token signing failed: {e}");
+            Rejection::Internal
+        })?;
         let expires_at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(exp));
         let response = Success {
             success: true,
@@ -306,10 +332,8 @@ impl TokenMinter {
                 expires_at: expires_at.to_string(),
             },
         };
-        match serde_json::to_vec(&response) {
-            Ok(body) => Reply { status: 200, body },
-            Err(_) => Rejection::Internal.into_reply(),
-        }
+        let body = serde_json::to_vec(&response).map_err(|_| Rejection::Internal)?;
+        Ok(Reply { status: 200, body })
     }
 
     /// All three steps for a complete body; what a route without rate limits does.
@@ -320,13 +344,10 @@ impl TokenMinter {
         identity: Option<&Identity>,
         now: SystemTime,
     ) -> Reply {
-        match self
-            .parse(kind, body, identity.is_some())
+        self.parse(kind, body, identity.is_some())
             .and_then(|request| self.authorize(request, identity))
-        {
-            Ok(grant) => self.issue(&grant, now),
-            Err(rejection) => rejection.into_reply(),
-        }
+            .and_then(|grant| self.issue(&grant, now))
+            .unwrap_or_else(Rejection::into_reply)
     }
 }
 

@@ -96,13 +96,27 @@ fn every_shipped_config_passes_the_check() {
             .env_remove("JWKS_FILE")
             .output()
             .unwrap();
-        assert_eq!(output.status.code(), Some(0), "{}: {}", path.display(), stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}: {}",
+            path.display(),
+            stderr(&output)
+        );
         let open_minting = stderr(&output).contains("ANY userId");
-        let is_identity_example = path.file_name().unwrap().to_str().unwrap().starts_with("identity-");
+        let is_identity_example = path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("identity-");
         assert_eq!(open_minting, !is_identity_example, "{}", path.display());
         checked += 1;
     }
-    assert!(checked >= 4, "expected the default config and one per identity mode");
+    assert!(
+        checked >= 4,
+        "expected the default config and one per identity mode"
+    );
 }
 
 #[test]
@@ -141,8 +155,12 @@ fn empty_secret_is_rejected() {
     assert_rejected(&check(&literal), "stream.api_secret: must not be empty");
 }
 
+/// A secret file is read by the running server and re-read when it changes
+/// (issue: secret rotation), so an empty one at check time is a loud warning,
+/// not a refusal: the server starts not ready and becomes ready once the file
+/// holds a secret (see tests/operations.rs).
 #[test]
-fn empty_secret_file_is_rejected() {
+fn empty_secret_file_is_announced() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("api_secret");
     std::fs::write(&secret, "\n").unwrap();
@@ -150,7 +168,13 @@ fn empty_secret_file_is_rejected() {
         "api_secret: \"${TEST_SECRET:-a-test-secret}\"",
         &format!("api_secret_file: {}", secret.display()),
     );
-    assert_rejected(&check(&config), "stream.api_secret_file");
+    let output = check(&config);
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    assert!(
+        stderr(&output).contains("stream.api_secret_file: ")
+            && stderr(&output).contains("is empty")
+    );
+    assert!(stderr(&output).contains("stay not ready"));
 }
 
 #[test]

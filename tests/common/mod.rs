@@ -157,6 +157,7 @@ pub fn binary() -> PathBuf {
 /// A running `streamgate` process; killed when dropped.
 pub struct Streamgate {
     pub port: u16,
+    pub admin_port: u16,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -171,7 +172,9 @@ upstreams:
 stream:
   api_key: "{API_KEY}"
   api_secret: "{API_SECRET}"
-server: {{ threads: 2, pid_file: "{{dir}}/streamgate.pid", upgrade_sock: "{{dir}}/upgrade.sock" }}
+admin: {{ listen: "127.0.0.1:{{admin_port}}" }}
+access_log: {{ format: json }}
+server: {{ threads: 2, pid_file: "{{dir}}/streamgate.pid", upgrade_sock: "{{dir}}/upgrade.sock", drain_seconds: 1, grace_period_seconds: 1, graceful_shutdown_timeout_seconds: 1 }}
 "#
     )
 }
@@ -190,8 +193,10 @@ impl Streamgate {
         for _ in 0..3 {
             let dir = tempfile::tempdir().expect("temp dir");
             let port = free_port();
+            let admin_port = free_port();
             let text = config
                 .replace("{port}", &port.to_string())
+                .replace("{admin_port}", &admin_port.to_string())
                 .replace("{dir}", dir.path().to_str().expect("utf-8 temp dir"));
             let config_path = dir.path().join("streamgate.yaml");
             std::fs::write(&config_path, text).expect("write config");
@@ -209,7 +214,12 @@ impl Streamgate {
                 command.env(name, value);
             }
             let child = command.spawn().expect("spawn streamgate");
-            let mut gate = Streamgate { port, child, dir };
+            let mut gate = Streamgate {
+                port,
+                admin_port,
+                child,
+                dir,
+            };
             if gate.wait_until_listening() {
                 return gate;
             }
@@ -224,12 +234,21 @@ impl Streamgate {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            let up = |port: u16| TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if up(self.port) && up(self.admin_port) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn url(&self, path: &str) -> String {

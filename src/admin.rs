@@ -1,0 +1,136 @@
+//! The admin listener: liveness, readiness and metrics on their own address,
+//! never proxied, so that probes and scrapes neither reach the app nor compete
+//! with its traffic.
+//!
+//! Readiness is what Kubernetes routes traffic by, so it says no for every
+//! reason a token request or a proxied request would fail: no signing key yet,
+//! shutting down, or (when a probe path is configured) the app not answering.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{header, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+
+use crate::config::ReadinessProbe;
+use crate::metrics::Metrics;
+use crate::proxy::{ask_upstream, UpstreamPeer};
+use crate::signing::SignerSlot;
+
+/// Process state the probes report.
+#[derive(Debug, Default)]
+pub struct Health {
+    shutting_down: AtomicBool,
+}
+
+impl Health {
+    pub fn start_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+pub struct AdminService {
+    pub(crate) health: Arc<Health>,
+    pub(crate) signer: Arc<SignerSlot>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// The probe and the upstream it asks.
+    pub(crate) probe: Option<(ReadinessProbe, UpstreamPeer)>,
+    pub(crate) connector: Connector,
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Vec<u8>> {
+    let body = body.to_string().into_bytes();
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+impl AdminService {
+    async fn readiness(&self) -> Response<Vec<u8>> {
+        let not_ready = |reason: &str| {
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "not_ready", "reason": reason}),
+            )
+        };
+        if self.health.is_shutting_down() {
+            return not_ready("shutting down");
+        }
+        if !self.signer.is_loaded() {
+            return not_ready("no Stream API secret loaded yet");
+        }
+        if let Some((probe, upstream)) = &self.probe {
+            let request = match RequestHeader::build("GET", probe.path.as_bytes(), None) {
+                Ok(mut request) => {
+                    if request.insert_header(header::CONTENT_LENGTH, "0").is_err() {
+                        return not_ready("could not build the upstream probe");
+                    }
+                    request
+                }
+                Err(_) => return not_ready("could not build the upstream probe"),
+            };
+            let answer = tokio::time::timeout(
+                probe.timeout,
+                ask_upstream(&self.connector, upstream, request, 64 * 1024),
+            )
+            .await;
+            match answer {
+                Ok(Ok((status, _, _))) if status.is_success() => {}
+                Ok(Ok((status, _, _))) => {
+                    return not_ready(&format!(
+                        "upstream '{}' answered {} at {}",
+                        upstream.name,
+                        status.as_u16(),
+                        probe.path
+                    ))
+                }
+                Ok(Err(_)) => {
+                    return not_ready(&format!("upstream '{}' is unavailable", upstream.name))
+                }
+                Err(_) => {
+                    return not_ready(&format!(
+                        "upstream '{}' did not answer {} in time",
+                        upstream.name, probe.path
+                    ))
+                }
+            }
+        }
+        json_response(StatusCode::OK, json!({"status": "ready"}))
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminService {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        match session.req_header().uri.path() {
+            "/healthz" => json_response(StatusCode::OK, json!({"status": "ok"})),
+            "/readyz" => self.readiness().await,
+            "/metrics" => {
+                let body = self.metrics.render();
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                    .header(header::CONTENT_LENGTH, body.len())
+                    .body(body)
+                    .unwrap_or_default()
+            }
+            other => json_response(
+                StatusCode::NOT_FOUND,
+                json!({"success": false, "error": format!("Not found: the admin listener serves /healthz, /readyz and /metrics, not {other}")}),
+            ),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Prometheus metrics, served at `GET /metrics` on the admin listener.
+//!
+//! Label values come only from the configuration (route and upstream names) or
+//! from fixed lists (reasons, status classes), never from requests, so the
+//! number of series is bounded no matter what clients send. Children whose
+//! labels are known at start are resolved once, keeping label hashing off the
+//! hot path.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub tokens_issued: IntCounterVec,
+    pub tokens_refused: IntCounterVec,
+    pub token_duration: HistogramVec,
+    pub proxied_requests: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_connect_errors: IntCounterVec,
+    pub rate_limited: IntCounterVec,
+    pub identity_failures: IntCounterVec,
+    pub secret_reloads: IntCounter,
+    pub secret_reload_failures: IntCounter,
+    pub secret_loaded: IntGauge,
+}
+
+/// Token answers take microseconds; the default buckets start at 5 ms.
+const TOKEN_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let vec =
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+            registry
+                .register(Box::new(vec.clone()))
+                .expect("metric registered once");
+            vec
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let vec = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("valid metric definition");
+            registry
+                .register(Box::new(vec.clone()))
+                .expect("metric registered once");
+            vec
+        };
+        let metrics = Metrics {
+            tokens_issued: counter(
+                "streamgate_tokens_issued_total",
+                "Tokens minted, by route.",
+                &["route"],
+            ),
+            tokens_refused: counter(
+                "streamgate_tokens_refused_total",
+                "Token requests refused, by route and reason.",
+                &["route", "reason"],
+            ),
+            token_duration: histogram(
+                "streamgate_token_request_duration_seconds",
+                "Time to answer a token request, from headers read to answer written.",
+                &["route"],
+                TOKEN_BUCKETS.to_vec(),
+            ),
+            proxied_requests: counter(
+                "streamgate_proxied_requests_total",
+                "Requests proxied, by upstream and response status class.",
+                &["upstream", "status_class"],
+            ),
+            upstream_duration: histogram(
+                "streamgate_upstream_response_duration_seconds",
+                "Time from sending a request upstream to its response header.",
+                &["upstream"],
+                prometheus::DEFAULT_BUCKETS.to_vec(),
+            ),
+            upstream_connect_errors: counter(
+                "streamgate_upstream_connect_errors_total",
+                "Failed connection attempts to an upstream.",
+                &["upstream"],
+            ),
+            rate_limited: counter(
+                "streamgate_rate_limited_total",
+                "Token requests refused by a rate limit, by route and limit.",
+                &["route", "limit"],
+            ),
+            identity_failures: counter(
+                "streamgate_identity_failures_total",
+                "Token requests whose caller could not be identified, by route, mode and result.",
+                &["route", "mode", "result"],
+            ),
+            secret_reloads: IntCounter::new(
+                "streamgate_secret_reloads_total",
+                "Stream API secret loaded from its file.",
+            )
+            .expect("valid metric definition"),
+            secret_reload_failures: IntCounter::new(
+                "streamgate_secret_reload_failures_total",
+                "Stream API secret file changes that could not be used (unreadable or empty).",
+            )
+            .expect("valid metric definition"),
+            secret_loaded: IntGauge::new(
+                "streamgate_secret_loaded",
+                "1 when a Stream API secret is loaded.",
+            )
+            .expect("valid metric definition"),
+            registry,
+        };
+        for single in [
+            Box::new(metrics.secret_reloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.secret_reload_failures.clone()),
+            Box::new(metrics.secret_loaded.clone()),
+        ] {
+            metrics
+                .registry
+                .register(single)
+                .expect("metric registered once");
+        }
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "streamgate_build_info",
+                "Build information; the value is always 1.",
+            ),
+            &["version"],
+        )
+        .expect("valid metric definition");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        metrics
+            .registry
+            .register(Box::new(build_info))
+            .expect("metric registered once");
+        metrics
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            log::error!("could not encode metrics: {e}");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// The series of one token route, resolved once at start.
+pub struct TokenRouteMetrics {
+    pub route: String,
+    pub issued: IntCounter,
+    pub duration: Histogram,
+}
+
+/// The series of one upstream, resolved once at start.
+pub struct UpstreamMetrics {
+    pub name: String,
+    by_class: [IntCounter; 6],
+    pub duration: Histogram,
+    pub connect_errors: IntCounter,
+}
+
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+impl UpstreamMetrics {
+    pub fn count_response(&self, status: u16) {
+        let class = status_class(status);
+        let index = CLASSES
+            .iter()
+            .position(|c| *c == class)
+            .unwrap_or(CLASSES.len() - 1);
+        self.by_class[index].inc();
+    }
+}
+
+impl Metrics {
+    pub fn token_route(&self, route: &str) -> TokenRouteMetrics {
+        TokenRouteMetrics {
+            route: route.to_string(),
+            issued: self.tokens_issued.with_label_values(&[route]),
+            duration: self.token_duration.with_label_values(&[route]),
+        }
+    }
+
+    pub fn upstream(&self, name: &str) -> UpstreamMetrics {
+        UpstreamMetrics {
+            name: name.to_string(),
+            by_class: CLASSES.map(|class| self.proxied_requests.with_label_values(&[name, class])),
+            duration: self.upstream_duration.with_label_values(&[name]),
+            connect_errors: self.upstream_connect_errors.with_label_values(&[name]),
+        }
+    }
+}
+
+/// `2xx`, `4xx`…: the status class label of a response.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_follow_conventions_and_count() {
+        let metrics = Metrics::new();
+        metrics
+            .tokens_issued
+            .with_label_values(&["POST /api/tokens/user"])
+            .inc();
+        metrics.secret_loaded.set(1);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains("streamgate_tokens_issued_total{route=\"POST /api/tokens/user\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("streamgate_build_info{version="), "{text}");
+        assert!(text.contains("streamgate_secret_loaded 1"), "{text}");
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(502), "5xx");
+        assert_eq!(status_class(0), "none");
+    }
+}
