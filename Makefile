@@ -4,7 +4,7 @@
 CONFIG ?= conf/streamgate.yaml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps fmt-check clippy unit build
+.PHONY: run test deps fmt-check clippy unit build bench
 
 ## run: build the release binary and start streamgate on $(CONFIG)
 run: deps
@@ -22,3 +22,7 @@ deps:
 	@command -v cmake >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+
+## bench: install wrk/nginx/npm packages, build release, benchmark on loopback (bench/run.sh)
+bench: deps
+	bash bench/run.sh

@@ -1,0 +1,434 @@
+#!/usr/bin/env bash
+# `make bench`: streamgate side by side with nginx and with Express + the Stream
+# Node SDK, on loopback, in one run (issue 6). Prints a markdown table and the
+# ratios the issue sets targets for, and writes both to bench/results/latest.md.
+#
+# Servers, all on 127.0.0.1, each with one worker/thread:
+#   streamgate        (bench/streamgate-bench.yaml)          token, pass-through, ceiling
+#   nginx "upstream"  (bench/nginx/upstream.conf)            the static app, also hit directly
+#   nginx "proxy"     (bench/nginx/proxy.conf)               proxy_pass to the upstream
+#   Express           (bench/reference-express/server.js)    token endpoint with the Node SDK
+# The load generator is wrk: 1 thread, 32 keep-alive connections, a warm-up run
+# and then a measured run per case.
+#
+# Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (2s),
+# BENCH_CONNECTIONS (32), BENCH_PORT_BASE (18080: uses 18080-18084).
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+cd "$ROOT"
+
+DURATION=${BENCH_DURATION:-10s}
+WARMUP=${BENCH_WARMUP:-2s}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+PORT_BASE=${BENCH_PORT_BASE:-18080}
+SG_PORT=$PORT_BASE
+UPSTREAM_PORT=$((PORT_BASE + 1))
+NGINX_PROXY_PORT=$((PORT_BASE + 2))
+EXPRESS_PORT=$((PORT_BASE + 3))
+SG_ADMIN_PORT=$((PORT_BASE + 4))
+
+# Fixed test credentials, the same for streamgate (in its YAML) and Express.
+STREAM_API_KEY=bench-key
+STREAM_API_SECRET=bench-secret-not-a-real-stream-secret
+
+SG_BIN=$ROOT/target/release/streamgate
+RESULTS=$BENCH_DIR/results/latest.md
+TOKEN_BODY='{"userId":"john_doe","validityInSeconds":7200,"callId":"meeting-123","callType":"default"}'
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+# ---------------------------------------------------------------------------
+# Cleanup: every process this script starts is recorded in PIDS and stopped on
+# any exit, including errors and Ctrl-C.
+# ---------------------------------------------------------------------------
+TMP=$(mktemp -d /tmp/streamgate-bench.XXXXXX)
+# nginx started as root runs its worker as "nobody", which must be able to read
+# the 1 MiB file in here (mktemp -d makes the directory 0700).
+chmod 755 "$TMP"
+PIDS=()
+REMOVE_POLICY_RC=0
+
+SG_PID=""
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        # streamgate (Pingora) takes SIGTERM as a graceful shutdown that waits out
+        # its grace period; SIGINT is its fast shutdown. nginx and node stop on
+        # SIGTERM (SIGINT is ignored by background jobs of a script).
+        if [ "$pid" = "$SG_PID" ]; then
+            kill -INT "$pid" 2>/dev/null || true
+        else
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    local alive
+    for _ in $(seq 50); do
+        alive=0
+        for pid in "${PIDS[@]}"; do
+            if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+        done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    if [ "$REMOVE_POLICY_RC" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------
+# 1. Install what is missing: wrk, nginx, curl and Node from Debian, the Node
+#    packages of the reference from its package-lock.json.
+# ---------------------------------------------------------------------------
+install_packages() {
+    local missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    [ "${#missing[@]}" = 0 ] && return
+    log "installing ${missing[*]} from Debian"
+    # Installing nginx would start the system nginx on port 80. A policy-rc.d
+    # that says "no" (exit 101) stops that; container images usually ship one.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod +x /usr/sbin/policy-rc.d
+        REMOVE_POLICY_RC=1
+    fi
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ "$REMOVE_POLICY_RC" = 1 ]; then
+        $SUDO rm -f /usr/sbin/policy-rc.d
+        REMOVE_POLICY_RC=0
+    fi
+}
+
+install_node_packages() {
+    local dir=$BENCH_DIR/reference-express
+    # npm ci only when node_modules is missing or older than the lock file.
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+        [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        log "npm ci in bench/reference-express"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    fi
+}
+
+install_packages
+PATH=$PATH:/usr/sbin
+install_node_packages
+
+# ---------------------------------------------------------------------------
+# 2. Build streamgate and check the benchmark configuration.
+# ---------------------------------------------------------------------------
+log "cargo build --release"
+cargo build --release >&2
+
+export BENCH_TMP=$TMP BENCH_SG_PORT=$SG_PORT BENCH_UPSTREAM_PORT=$UPSTREAM_PORT BENCH_ADMIN_PORT=$SG_ADMIN_PORT
+SG_CONFIG=$TMP/streamgate-bench.yaml
+cp "$BENCH_DIR/streamgate-bench.yaml" "$SG_CONFIG"
+CEILING=1
+if ! "$SG_BIN" -t -c "$SG_CONFIG" >"$TMP/config-check.txt" 2>&1; then
+    # The direct_response route action may not be in this streamgate yet: run
+    # everything else and report the ceiling as n/a.
+    # shellcheck disable=SC2016 # the backquotes are serde's, not a substitution
+    if grep -q 'unknown field `direct_response`' "$TMP/config-check.txt"; then
+        log "this streamgate does not accept direct_response: the ceiling row is n/a"
+        grep -v 'direct_response:' "$BENCH_DIR/streamgate-bench.yaml" >"$SG_CONFIG"
+        CEILING=0
+        "$SG_BIN" -t -c "$SG_CONFIG" >"$TMP/config-check.txt" 2>&1 ||
+            die "bench/streamgate-bench.yaml is invalid: $(cat "$TMP/config-check.txt")"
+    else
+        die "bench/streamgate-bench.yaml is invalid: $(cat "$TMP/config-check.txt")"
+    fi
+fi
+
+# ---------------------------------------------------------------------------
+# 3. Start the servers.
+# ---------------------------------------------------------------------------
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+for port in "$SG_PORT" "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$EXPRESS_PORT" "$SG_ADMIN_PORT"; do
+    port_in_use "$port" && die "127.0.0.1:$port is already in use (set BENCH_PORT_BASE to move all five ports)"
+done
+
+# Waits until $2 accepts connections; gives up if process $1 dies or after 20 s.
+wait_for_port() {
+    local pid=$1 port=$2 name=$3 log_file=$4
+    for _ in $(seq 200); do
+        port_in_use "$port" && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$log_file" >&2; die "$name exited during start"; }
+        sleep 0.1
+    done
+    cat "$log_file" >&2
+    die "$name did not listen on 127.0.0.1:$port within 20 s"
+}
+
+# PIDs of the direct children of $1 (nginx workers), from /proc so no procps needed.
+children_of() {
+    grep -l "^PPid:[[:space:]]*$1\$" /proc/[0-9]*/status 2>/dev/null | cut -d/ -f3 || true
+}
+
+# nginx from a template in bench/nginx/: fill in ports and paths, run it in the
+# foreground (daemon off) so that its master PID is ours. Sets STARTED_PIDS to
+# "master worker..." (a global: a $(...) subshell could not add to PIDS).
+STARTED_PIDS=""
+start_nginx() {
+    local name=$1 template=$2 port=$3
+    local conf=$TMP/$name.conf
+    mkdir -p "$TMP/nginx-$name"
+    sed -e "s#@TMP@#$TMP#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
+        -e "s#@NGINX_PROXY_PORT@#$NGINX_PROXY_PORT#g" "$template" >"$conf"
+    # -e: nginx opens its compiled-in error log before reading the config.
+    nginx -p "$TMP/nginx-$name" -e "$TMP/$name.stderr.log" -c "$conf" >"$TMP/$name.stdout.log" 2>&1 &
+    local master=$!
+    PIDS+=("$master")
+    wait_for_port "$master" "$port" "nginx $name" "$TMP/$name.stderr.log"
+    # The master listens before it forks the worker: give the fork a moment.
+    local workers=""
+    for _ in $(seq 50); do
+        workers=$(children_of "$master")
+        [ -n "$workers" ] && break
+        sleep 0.1
+    done
+    [ -n "$workers" ] || die "nginx $name has no worker process"
+    # Workers are recorded too, so that they are stopped even if the master is
+    # killed (they would outlive it).
+    # shellcheck disable=SC2206
+    PIDS+=($workers)
+    STARTED_PIDS="$master ${workers//$'\n'/ }"
+}
+
+# The upstream's document root: the 1 MiB file for the large-response case.
+mkdir -p "$TMP/www"
+head -c $((1024 * 1024)) /dev/zero | tr '\0' 'x' >"$TMP/www/1mib"
+
+log "starting nginx upstream on :$UPSTREAM_PORT and nginx proxy on :$NGINX_PROXY_PORT"
+start_nginx upstream "$BENCH_DIR/nginx/upstream.conf" "$UPSTREAM_PORT"
+UPSTREAM_PIDS=$STARTED_PIDS
+start_nginx proxy "$BENCH_DIR/nginx/proxy.conf" "$NGINX_PROXY_PORT"
+NGINX_PROXY_PIDS=$STARTED_PIDS
+
+log "starting streamgate on :$SG_PORT"
+RUST_LOG=warn "$SG_BIN" -c "$SG_CONFIG" >"$TMP/streamgate.log" 2>&1 &
+SG_PID=$!
+PIDS+=("$SG_PID")
+wait_for_port "$SG_PID" "$SG_PORT" streamgate "$TMP/streamgate.log"
+
+log "starting the Express reference on :$EXPRESS_PORT"
+(cd "$BENCH_DIR/reference-express" &&
+    exec env NODE_ENV=production PORT="$EXPRESS_PORT" STREAM_API_KEY="$STREAM_API_KEY" \
+        STREAM_API_SECRET="$STREAM_API_SECRET" node server.js) >"$TMP/express.log" 2>&1 &
+EXPRESS_PID=$!
+PIDS+=("$EXPRESS_PID")
+wait_for_port "$EXPRESS_PID" "$EXPRESS_PORT" express "$TMP/express.log"
+
+# ---------------------------------------------------------------------------
+# 4. Check that every target answers what it should before timing it: a fast
+#    404 or 502 would make a meaningless number.
+# ---------------------------------------------------------------------------
+expect() {
+    local what=$1 pattern=$2
+    shift 2
+    local out
+    out=$(curl -sS -m 10 -w '\n%{http_code}' "$@") || die "$what: request failed"
+    if ! grep -q -- "$pattern" <<<"$out" || [ "$(tail -n1 <<<"$out")" != 200 ]; then
+        die "$what: expected 200 and /$pattern/, got: $(head -c 300 <<<"$out")"
+    fi
+}
+
+log "checking the targets"
+for port in "$SG_PORT" "$EXPRESS_PORT"; do
+    expect "token on :$port" '"success":true,"data":{"token":"ey' -X POST \
+        -H 'Content-Type: application/json' --data "$TOKEN_BODY" "http://127.0.0.1:$port/api/tokens/user"
+done
+head -c $((1024 * 1024)) /dev/zero | tr '\0' 'a' >"$TMP/upload.bin"
+for port in "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$SG_PORT"; do
+    expect "small GET on :$port" '"source":"upstream"' "http://127.0.0.1:$port/small"
+    size=$(curl -sS -m 10 -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port/1mib")
+    [ "$size" = 1048576 ] || die "1 MiB GET on :$port: got $size bytes"
+    # The upstream answers with $request_length as it stood when it answered:
+    # at least the body's size means nginx had read all of it first.
+    out=$(curl -sS -m 10 -X POST -H 'Content-Type: application/octet-stream' \
+        --data-binary "@$TMP/upload.bin" "http://127.0.0.1:$port/upload")
+    received=$(sed -n 's/.*"received":\([0-9]*\).*/\1/p' <<<"$out")
+    [ "${received:-0}" -gt 1048576 ] || die "1 MiB upload on :$port: upstream answered $out"
+done
+if [ "$CEILING" = 1 ]; then
+    expect "ceiling" '{"ok":true}' "http://127.0.0.1:$SG_PORT/ceiling"
+fi
+
+# ---------------------------------------------------------------------------
+# 5. Measure. One row per case: warm-up run, reset the servers' peak RSS, the
+#    measured run, then read the peak back.
+# ---------------------------------------------------------------------------
+
+# Peak RSS is VmHWM. Writing 5 to clear_refs resets it to the current RSS, so
+# each row's peak is its own (the warm-up's resident memory still counts).
+reset_peak_rss() {
+    local pid
+    for pid in "$@"; do
+        echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
+    done
+}
+peak_rss_kib() {
+    local pid total=0 kib
+    for pid in "$@"; do
+        kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        total=$((total + ${kib:-0}))
+    done
+    echo "$total"
+}
+
+# wrk prints latencies as 306.00us / 1.91ms / 1.02s; the table uses ms.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.2f", n }'
+}
+
+ROWS=$TMP/rows.tsv
+: >"$ROWS"
+ROW=0
+
+# run_case KEY CASE TARGET URL LUA_SCRIPT|- PID...
+# KEY names the row for the ratios; the PIDs are the server processes whose
+# memory counts (the proxy's, not the upstream's behind it).
+run_case() {
+    local key=$1 case_name=$2 target=$3 url=$4 script=$5
+    shift 5
+    local args=(-t1 -c"$CONNECTIONS" --latency)
+    [ "$script" != - ] && args+=(-s "$BENCH_DIR/wrk/$script")
+    ROW=$((ROW + 1))
+    log "[$ROW] $case_name: $target ($url)"
+    wrk "${args[@]}" -d"$WARMUP" "$url" >/dev/null
+    reset_peak_rss "$@"
+    local out=$TMP/wrk-$ROW-$key.txt
+    wrk "${args[@]}" -d"$DURATION" "$url" >"$out"
+    local rss_kib
+    rss_kib=$(peak_rss_kib "$@")
+
+    local rps p50 p99 non2xx errors note=""
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    non2xx=$(awk -F: '/Non-2xx or 3xx responses/ {gsub(/ /, "", $2); print $2}' "$out")
+    errors=$(sed -n 's/.*Socket errors: *//p' "$out")
+    [ -n "$non2xx" ] && note="$non2xx non-2xx responses!"
+    [ -n "$errors" ] && note="${note:+$note; }socket errors: $errors"
+    [ -n "$note" ] && log "    WARNING: $note (wrk output: $out)"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$case_name" "$target" \
+        "${rps:-0}" "$p50" "$p99" "$rss_kib" "$note" >>"$ROWS"
+    log "    $rps req/s, p50 $p50 ms, p99 $p99 ms, peak RSS $((rss_kib / 1024)) MiB"
+}
+
+SG=http://127.0.0.1:$SG_PORT
+UP=http://127.0.0.1:$UPSTREAM_PORT
+NX=http://127.0.0.1:$NGINX_PROXY_PORT
+EX=http://127.0.0.1:$EXPRESS_PORT
+# shellcheck disable=SC2086 # the PID lists are meant to split into arguments
+{
+    run_case token_sg "Token endpoint" "streamgate" "$SG/api/tokens/user" token.lua "$SG_PID"
+    run_case token_ex "Token endpoint" "Express + @stream-io/node-sdk" "$EX/api/tokens/user" token.lua "$EXPRESS_PID"
+    if [ "$CEILING" = 1 ]; then
+        run_case ceiling "Ceiling (constant body)" "streamgate direct_response" "$SG/ceiling" - "$SG_PID"
+    else
+        printf 'ceiling\tCeiling (constant body)\tstreamgate direct_response\tn/a\tn/a\tn/a\tn/a\tdirect_response not in this build\n' >>"$ROWS"
+    fi
+    run_case small_direct "Small GET" "nginx direct (return 200)" "$UP/small" - $UPSTREAM_PIDS
+    run_case small_nginx "Small GET" "nginx proxy_pass" "$NX/small" - $NGINX_PROXY_PIDS
+    run_case small_sg "Small GET" "streamgate" "$SG/small" - "$SG_PID"
+    run_case big_direct "1 MiB response" "nginx direct (sendfile)" "$UP/1mib" - $UPSTREAM_PIDS
+    run_case big_nginx "1 MiB response" "nginx proxy_pass" "$NX/1mib" - $NGINX_PROXY_PIDS
+    run_case big_sg "1 MiB response" "streamgate" "$SG/1mib" - "$SG_PID"
+    run_case up_direct "1 MiB upload" "nginx direct" "$UP/upload" upload.lua $UPSTREAM_PIDS
+    run_case up_nginx "1 MiB upload" "nginx proxy_pass" "$NX/upload" upload.lua $NGINX_PROXY_PIDS
+    run_case up_sg "1 MiB upload" "streamgate" "$SG/upload" upload.lua "$SG_PID"
+}
+
+# ---------------------------------------------------------------------------
+# 6. Report: the machine, the table, the ratios against the targets of issue 6.
+# ---------------------------------------------------------------------------
+field() { awk -F'\t' -v k="$1" -v c="$2" '$1 == k {print $c}' "$ROWS"; }
+rps() { field "$1" 4; }
+p99() { field "$1" 6; }
+
+# ratio A B: A/B with two decimals, or n/a when either side is missing.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'
+}
+# verdict VALUE OP TARGET: "yes"/"no" for VALUE >= or <= TARGET.
+verdict() {
+    awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
+        if (v == "n/a") { print "n/a"; exit }
+        ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0)
+        print ok ? "yes" : "**no**" }'
+}
+
+version_of() { node -p "require('$BENCH_DIR/reference-express/node_modules/$1/package.json').version"; }
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -n "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] && revision="$revision+local changes"
+
+report() {
+    echo "## streamgate benchmark"
+    echo
+    echo "- When: $(date -u '+%Y-%m-%d %H:%M UTC'), streamgate $revision"
+    echo "- Machine: ${cpu:-unknown CPU}, $(nproc) cores, $(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)"
+    echo "- Software: $(nginx -v 2>&1 | sed 's/^nginx version: //'), node $(node --version), express $(version_of express), @stream-io/node-sdk $(version_of @stream-io/node-sdk), $(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')"
+    echo "- Load: wrk, 1 thread, $CONNECTIONS keep-alive connections, $WARMUP warm-up then $DURATION measured, all on 127.0.0.1;" \
+        "every server on one worker/thread (streamgate \`threads: 1\`, nginx \`worker_processes 1\`, node)."
+    echo "- Peak RSS: VmHWM of the server's processes during the measured run (nginx: master + worker; for a proxy, the proxy only)."
+    echo
+    echo "| Case | Target | Requests/s | p50 (ms) | p99 (ms) | Peak RSS (MiB) | Note |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | --- |"
+    awk -F'\t' '{
+        rss = ($7 == "n/a") ? "n/a" : sprintf("%.1f", $7 / 1024)
+        rps = ($4 == "n/a") ? "n/a" : sprintf("%.0f", $4)
+        printf "| %s | %s | %s | %s | %s | %s | %s |\n", $2, $3, rps, $5, $6, rss, $8 }' "$ROWS"
+    echo
+
+    local r sg_rss
+    echo "| Ratio (same run) | Measured | Target | Met |"
+    echo "| --- | ---: | ---: | :---: |"
+    r=$(ratio "$(rps token_sg)" "$(rps token_ex)")
+    echo "| Token endpoint vs Express, requests/s | ${r}× | ≥ 50× | $(verdict "$r" '>=' 50) |"
+    r=$(ratio "$(p99 token_sg)" "$(p99 token_ex)")
+    echo "| Token endpoint vs Express, p99 ($(p99 token_sg) vs $(p99 token_ex) ms) | ${r}× | < 1× | $(verdict "$r" '<=' 0.9999) |"
+    r=$(ratio "$(rps token_sg)" "$(rps small_direct)")
+    echo "| Token endpoint vs nginx direct \`return 200\`, requests/s | ${r}× | ≥ 0.5× | $(verdict "$r" '>=' 0.5) |"
+    local key label
+    for key in small big up; do
+        case $key in
+            small) label="small GET" ;;
+            big) label="1 MiB response" ;;
+            up) label="1 MiB upload" ;;
+        esac
+        r=$(ratio "$(rps ${key}_sg)" "$(rps ${key}_nginx)")
+        echo "| Pass-through ($label) vs nginx proxy_pass, requests/s | ${r}× | ≥ 1.0× | $(verdict "$r" '>=' 1.0) |"
+        r=$(ratio "$(p99 ${key}_sg)" "$(p99 ${key}_nginx)")
+        echo "| Pass-through ($label) vs nginx proxy_pass, p99 ($(p99 ${key}_sg) vs $(p99 ${key}_nginx) ms) | ${r}× | ≤ 1.0× | $(verdict "$r" '<=' 1.0) |"
+    done
+    r=$(ratio "$(rps token_sg)" "$(rps ceiling)")
+    echo "| Token endpoint vs ceiling, requests/s | ${r}× | ≥ 0.8× | $(verdict "$r" '>=' 0.8) |"
+    sg_rss=$(awk -F'\t' '$3 ~ /^streamgate/ && $7 != "n/a" && $7 + 0 > m {m = $7} END {printf "%.1f", m / 1024}' "$ROWS")
+    echo "| streamgate peak RSS under load (largest row) | ${sg_rss} MiB | ≤ 32 MiB | $(verdict "$sg_rss" '<=' 32) |"
+}
+
+mkdir -p "$(dirname "$RESULTS")"
+report | tee "$RESULTS"
+log "written to ${RESULTS#"$ROOT"/}"
