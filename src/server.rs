@@ -18,11 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pingora::apps::ServerApp;
 use pingora::connectors::http::Connector;
 use pingora::prelude::*;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::protocols::Stream;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::listening::Service;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -65,6 +67,36 @@ impl ShutdownSignalWatch for DrainingSignals {
         }
     }
 }
+
+/// Pingora drops every connection still waiting for its request header the
+/// moment a service stops accepting, meaning to close idle keep-alives. But a
+/// connection accepted an instant earlier is in that state too, its request
+/// still on the wire: under steady load a few requests per reload were dropped
+/// unanswered that way (seen in tests/operations.rs). Waiting a moment before
+/// that clean-up lets those requests be read and served first.
+struct SettleBeforeCleanup<A> {
+    inner: Arc<A>,
+    settle: Duration,
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for SettleBeforeCleanup<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        session: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        self.inner.process_new(session, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        tokio::time::sleep(self.settle).await;
+        self.inner.cleanup().await;
+    }
+}
+
+/// How long accepted connections get to deliver their request at shutdown.
+const SETTLE: Duration = Duration::from_millis(500);
 
 /// Builds the Pingora server for `config` and runs it until a signal stops it.
 /// With `upgrade`, the listening sockets are taken over from a running
@@ -136,7 +168,13 @@ pub fn run(config: Config, upgrade: bool) -> ! {
     let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
     let admin_listen = config.admin.listen;
     let gateway = Gateway::new(config, signer, metrics);
-    let mut proxy = http_proxy_service_with_name(&server.configuration, gateway, "streamgate");
+    let mut proxy = Service::new(
+        "streamgate".to_string(),
+        SettleBeforeCleanup {
+            inner: Arc::new(http_proxy(&server.configuration, gateway)),
+            settle: SETTLE,
+        },
+    );
     for address in &listen {
         proxy.add_tcp(address);
     }

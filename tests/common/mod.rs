@@ -117,8 +117,14 @@ async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Json<
     }))
 }
 
-async fn slow() -> &'static str {
-    tokio::time::sleep(Duration::from_secs(3)).await;
+/// Answers after `?ms=` milliseconds (default 3000).
+async fn slow(uri: Uri) -> &'static str {
+    let ms = uri
+        .query()
+        .and_then(|q| q.strip_prefix("ms="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
     "late"
 }
 
@@ -259,6 +265,69 @@ impl Streamgate {
         self.child.id()
     }
 
+    /// Sends a signal (`"TERM"`, `"QUIT"`…) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit code if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Starts a second streamgate with `config` (placeholders as in `start`,
+    /// filled with this one's ports and directory) that takes over this one's
+    /// listening sockets: Pingora's graceful upgrade. Returns once the new
+    /// process waits on the upgrade socket; send this one SIGQUIT next.
+    pub fn start_upgrade(&self, config: &str) -> Streamgate {
+        let text = config
+            .replace("{port}", &self.port.to_string())
+            .replace("{admin_port}", &self.admin_port.to_string())
+            .replace("{dir}", self.dir().to_str().expect("utf-8 temp dir"));
+        let config_path = self.dir().join("streamgate-v2.yaml");
+        std::fs::write(&config_path, text).expect("write config");
+        let new_dir = tempfile::tempdir().expect("temp dir");
+        let stdout = std::fs::File::create(new_dir.path().join("stdout.log")).expect("log file");
+        let stderr = std::fs::File::create(new_dir.path().join("stderr.log")).expect("log file");
+        let child = Command::new(binary())
+            .arg("-u")
+            .arg("-c")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn streamgate -u");
+        let socket = self.dir().join("upgrade.sock");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            socket.exists(),
+            "the new process never opened the upgrade socket"
+        );
+        Streamgate {
+            port: self.port,
+            admin_port: self.admin_port,
+            child,
+            dir: new_dir,
+        }
+    }
+
     /// Everything streamgate wrote to stdout and stderr so far.
     pub fn logs(&self) -> String {
         let mut all = String::new();
@@ -268,6 +337,11 @@ impl Streamgate {
             }
         }
         all
+    }
+
+    /// What streamgate wrote to stdout: the access log.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
     }
 
     /// Peak resident memory of the process so far, in KiB (Linux `VmHWM`).
