@@ -57,6 +57,36 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Every problem found in a configuration, so that one `streamgate -t` run
+/// lists them all instead of one per edit-and-retry cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        ConfigErrors(vec![error])
+    }
+}
+
+/// Keeps the value of a check that passed, records the error of one that failed.
+fn keep<T>(result: Result<T, ConfigError>, errors: &mut Vec<ConfigError>) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
+}
+
 /// The validated configuration streamgate runs with.
 #[derive(Debug)]
 pub struct Config {
@@ -212,7 +242,7 @@ impl Default for ServerSettings {
 
 impl Config {
     /// Reads, expands and validates the file at `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
         Config::from_yaml(&text, &|name| std::env::var(name).ok())
@@ -222,15 +252,20 @@ impl Config {
     pub fn from_yaml(
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+    ) -> Result<Config, ConfigErrors> {
         let mut document: serde_yaml::Value = serde_yaml::from_str(text)
             .map_err(|e| ConfigError::new("", format!("invalid YAML: {e}")))?;
         if document.is_null() {
-            return Err(ConfigError::new("", "the file is empty"));
+            return Err(ConfigError::new("", "the file is empty").into());
         }
-        expand_env(&mut document, &mut String::new(), env)?;
-        let raw: RawConfig = deserialize_located(document)?;
-        raw.validate()
+        let mut errors = Vec::new();
+        expand_env(&mut document, &mut String::new(), env, &mut errors);
+        let config = RawConfig::from_sections(document, &mut errors)
+            .and_then(|raw| raw.validate(&mut errors));
+        match config {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(ConfigErrors(errors)),
+        }
     }
 
     /// Things that are allowed but that an operator must hear about at start.
@@ -274,13 +309,19 @@ impl Config {
     }
 }
 
-/// Deserializes `value`, turning serde's error into one that names the key path.
-fn deserialize_located<T: serde::de::DeserializeOwned>(
+/// Deserializes the section `section` of the file, turning serde's error into
+/// one that names the full key path.
+fn deserialize_section<T: serde::de::DeserializeOwned>(
+    section: &str,
     value: serde_yaml::Value,
 ) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let key = e.path().to_string();
-        let key = if key == "." { String::new() } else { key };
+        let path = e.path().to_string();
+        let key = match path.as_str() {
+            "." => section.to_string(),
+            p if p.starts_with('[') => format!("{section}{p}"),
+            p => format!("{section}.{p}"),
+        };
         ConfigError::new(key, e.into_inner().to_string())
     })
 }
@@ -289,16 +330,18 @@ fn expand_env(
     value: &mut serde_yaml::Value,
     key: &mut String,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
+    errors: &mut Vec<ConfigError>,
+) {
     match value {
-        serde_yaml::Value::String(s) if s.contains("${") => {
-            *s = expand_string(s, env).map_err(|reason| ConfigError::new(key.clone(), reason))?;
-        }
+        serde_yaml::Value::String(s) if s.contains("${") => match expand_string(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(reason) => errors.push(ConfigError::new(key.clone(), reason)),
+        },
         serde_yaml::Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let len = key.len();
                 key.push_str(&format!("[{i}]"));
-                expand_env(item, key, env)?;
+                expand_env(item, key, env, errors);
                 key.truncate(len);
             }
         }
@@ -309,13 +352,12 @@ fn expand_env(
                     key.push('.');
                 }
                 key.push_str(k.as_str().unwrap_or("?"));
-                expand_env(item, key, env)?;
+                expand_env(item, key, env, errors);
                 key.truncate(len);
             }
         }
         _ => {}
     }
-    Ok(())
 }
 
 /// Shell-style expansion of `${VAR}` and `${VAR:-default}`; like the shell, the
@@ -357,25 +399,125 @@ fn expand_string(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
     Ok(out)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The file's sections, each deserialized on its own so that a mistake in one
+/// does not hide the mistakes in the others.
 struct RawConfig {
     listen: Vec<String>,
     upstreams: BTreeMap<String, RawUpstream>,
     stream: RawStream,
-    #[serde(default)]
     tokens: RawTokens,
     routes: Option<Vec<RawRoute>>,
     trusted_cidrs: Option<Vec<String>>,
     identity: Option<RawIdentity>,
     cors: Option<RawCors>,
-    #[serde(default)]
     rate_limits: RawRateLimits,
     admin: Option<RawAdmin>,
-    #[serde(default)]
     access_log: AccessLogSettings,
-    #[serde(default)]
     server: ServerSettings,
+}
+
+const SECTIONS: [&str; 12] = [
+    "listen",
+    "upstreams",
+    "stream",
+    "tokens",
+    "routes",
+    "trusted_cidrs",
+    "identity",
+    "cors",
+    "rate_limits",
+    "admin",
+    "access_log",
+    "server",
+];
+
+impl RawConfig {
+    fn from_sections(
+        document: serde_yaml::Value,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<RawConfig> {
+        let serde_yaml::Value::Mapping(mut map) = document else {
+            errors.push(ConfigError::new(
+                "",
+                "the file must be a mapping of sections (listen, upstreams, stream, …)",
+            ));
+            return None;
+        };
+        for key in map.keys() {
+            let name = key.as_str().unwrap_or("?");
+            if !SECTIONS.contains(&name) {
+                errors.push(ConfigError::new(
+                    name,
+                    format!("unknown section, expected one of {}", SECTIONS.join(", ")),
+                ));
+            }
+        }
+        let mut take = |name: &str| map.remove(name);
+        let mut required = |name: &str, value: Option<serde_yaml::Value>| {
+            if value.is_none() {
+                errors.push(ConfigError::new(name, "is required"));
+            }
+            value
+        };
+        let listen = required("listen", take("listen"));
+        let upstreams = required("upstreams", take("upstreams"));
+        let stream = required("stream", take("stream"));
+        fn parse<T: serde::de::DeserializeOwned>(
+            name: &str,
+            value: Option<serde_yaml::Value>,
+            errors: &mut Vec<ConfigError>,
+        ) -> Option<Option<T>> {
+            match value {
+                None => Some(None),
+                Some(value) => keep(deserialize_section(name, value), errors).map(Some),
+            }
+        }
+        let raw = (
+            parse::<Vec<String>>("listen", listen, errors),
+            parse::<BTreeMap<String, RawUpstream>>("upstreams", upstreams, errors),
+            parse::<RawStream>("stream", stream, errors),
+            parse::<RawTokens>("tokens", take("tokens"), errors),
+            parse::<Vec<RawRoute>>("routes", take("routes"), errors),
+            parse::<Vec<String>>("trusted_cidrs", take("trusted_cidrs"), errors),
+            parse::<RawIdentity>("identity", take("identity"), errors),
+            parse::<RawCors>("cors", take("cors"), errors),
+            parse::<RawRateLimits>("rate_limits", take("rate_limits"), errors),
+            parse::<RawAdmin>("admin", take("admin"), errors),
+            parse::<AccessLogSettings>("access_log", take("access_log"), errors),
+            parse::<ServerSettings>("server", take("server"), errors),
+        );
+        let (
+            Some(Some(listen)),
+            Some(Some(upstreams)),
+            Some(Some(stream)),
+            Some(tokens),
+            Some(routes),
+            Some(trusted_cidrs),
+            Some(identity),
+            Some(cors),
+            Some(rate_limits),
+            Some(admin),
+            Some(access_log),
+            Some(server),
+        ) = raw
+        else {
+            return None;
+        };
+        Some(RawConfig {
+            listen,
+            upstreams,
+            stream,
+            tokens: tokens.unwrap_or_default(),
+            routes,
+            trusted_cidrs,
+            identity,
+            cors,
+            rate_limits: rate_limits.unwrap_or_default(),
+            admin,
+            access_log: access_log.unwrap_or_default(),
+            server: server.unwrap_or_default(),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -586,55 +728,79 @@ struct RawMatch {
 }
 
 impl RawConfig {
-    fn validate(self) -> Result<Config, ConfigError> {
+    /// Checks every section, recording each problem; `None` if there was any.
+    fn validate(self, errors: &mut Vec<ConfigError>) -> Option<Config> {
         if self.listen.is_empty() {
-            return Err(ConfigError::new(
+            errors.push(ConfigError::new(
                 "listen",
                 "at least one address is required",
             ));
         }
-        let listen = self
+        let listen: Vec<SocketAddr> = self
             .listen
             .iter()
             .enumerate()
-            .map(|(i, address)| {
-                address.parse::<SocketAddr>().map_err(|_| {
+            .filter_map(|(i, address)| {
+                let parsed = address.parse::<SocketAddr>().map_err(|_| {
                     ConfigError::new(
                         format!("listen[{i}]"),
                         format!("{address:?} is not an IP:port address (e.g. \"0.0.0.0:3000\")"),
                     )
-                })
+                });
+                keep(parsed, errors)
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect();
 
         if self.upstreams.is_empty() {
-            return Err(ConfigError::new(
+            errors.push(ConfigError::new(
                 "upstreams",
                 "at least one upstream is required (the application streamgate sits in front of)",
             ));
         }
-        let upstreams = self
+        let upstream_count = self.upstreams.len();
+        let upstreams: Vec<Upstream> = self
             .upstreams
             .into_iter()
-            .map(|(name, raw)| raw.validate(name))
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|(name, raw)| keep(raw.validate(name), errors))
+            .collect();
+        let upstreams_valid = upstream_count > 0 && upstreams.len() == upstream_count;
 
-        let stream = self.stream.validate()?;
-        let tokens = self.tokens.validate()?;
+        let stream = keep(self.stream.validate(), errors);
+        let tokens = keep(self.tokens.validate(), errors);
         let trusted_cidrs = match self.trusted_cidrs {
             None => TrustedNetworks::default(),
             Some(list) => TrustedNetworks::new(
                 list.iter()
                     .enumerate()
-                    .map(|(i, cidr)| {
-                        parse_cidr(cidr).map_err(|reason| {
-                            ConfigError::new(format!("trusted_cidrs[{i}]"), reason)
-                        })
+                    .filter_map(|(i, cidr)| {
+                        keep(
+                            parse_cidr(cidr).map_err(|reason| {
+                                ConfigError::new(format!("trusted_cidrs[{i}]"), reason)
+                            }),
+                            errors,
+                        )
                     })
-                    .collect::<Result<_, _>>()?,
+                    .collect(),
             ),
         };
-        let cors = self.cors.map(validate_cors).transpose()?;
+        let cors = self.cors.and_then(|raw| keep(validate_cors(raw), errors));
+        let rate_limits = RateLimitSettings {
+            per_identity: self
+                .rate_limits
+                .per_identity
+                .and_then(|r| keep(r.validate("rate_limits.per_identity"), errors)),
+            per_client_ip: self
+                .rate_limits
+                .per_client_ip
+                .and_then(|r| keep(r.validate("rate_limits.per_client_ip"), errors)),
+        };
+        let server = keep(validate_server(self.server), errors);
+        // Routes, identities and the admin probe name upstreams: checking them
+        // against a list with a broken entry would only add confusing errors.
+        if !upstreams_valid {
+            return None;
+        }
+        let admin = keep(validate_admin(self.admin, &upstreams), errors);
         let default_identity = self.identity.unwrap_or(RawIdentity {
             mode: IdentityMode::None,
             header: None,
@@ -649,48 +815,42 @@ impl RawConfig {
             built: Vec::new(),
         };
         let routes = match self.routes {
-            Some(routes) => validate_routes(routes, &upstreams, &mut access)?,
+            Some(routes) => validate_routes(routes, &upstreams, &mut access, errors),
             None if upstreams.len() == 1 => {
                 let table = RouteTable::default_for(0);
-                for route in table.routes().iter().filter(|r| matches!(r.action, Action::Mint { .. })) {
-                    access.add(route, None, "routes")?;
+                for route in table
+                    .routes()
+                    .iter()
+                    .filter(|r| matches!(r.action, Action::Mint { .. }))
+                {
+                    keep(access.add(route, None, "routes"), errors);
                 }
-                table
+                Some(table)
             }
             None => {
-                return Err(ConfigError::new(
+                errors.push(ConfigError::new(
                     "routes",
                     "is required when more than one upstream is defined, to say which one gets which paths",
-                ))
+                ));
+                None
             }
         };
-        let rate_limits = RateLimitSettings {
-            per_identity: self
-                .rate_limits
-                .per_identity
-                .map(|r| r.validate("rate_limits.per_identity"))
-                .transpose()?,
-            per_client_ip: self
-                .rate_limits
-                .per_client_ip
-                .map(|r| r.validate("rate_limits.per_client_ip"))
-                .transpose()?,
-        };
-        let admin = validate_admin(self.admin, &upstreams)?;
-        let server = validate_server(self.server)?;
         let access = access.built;
-        Ok(Config {
+        if !errors.is_empty() {
+            return None;
+        }
+        Some(Config {
             listen,
             upstreams,
-            stream,
-            tokens,
-            routes,
+            stream: stream?,
+            tokens: tokens?,
+            routes: routes?,
             access,
             trusted_cidrs,
             rate_limits,
-            admin,
+            admin: admin?,
             access_log: self.access_log,
-            server,
+            server: server?,
         })
     }
 }
@@ -844,18 +1004,22 @@ impl RawTokens {
     }
 }
 
+/// The route table; each broken route is recorded in `errors`.
 fn validate_routes(
     raw: Vec<RawRoute>,
     upstreams: &[Upstream],
     access: &mut AccessBuilder,
-) -> Result<RouteTable, ConfigError> {
+    errors: &mut Vec<ConfigError>,
+) -> Option<RouteTable> {
     if raw.is_empty() {
-        return Err(ConfigError::new(
+        errors.push(ConfigError::new(
             "routes",
             "must list at least one route (omit the key to use the default routes)",
         ));
+        return None;
     }
-    let routes = raw
+    let count = raw.len();
+    let routes: Vec<Route> = raw
         .into_iter()
         .enumerate()
         .map(|(i, route)| {
@@ -946,8 +1110,9 @@ fn validate_routes(
             }
             Ok(route_value)
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RouteTable::new(routes))
+        .filter_map(|route| keep(route, errors))
+        .collect();
+    (routes.len() == count).then(|| RouteTable::new(routes))
 }
 
 /// Collects the access settings of token routes as the route table is built;
@@ -1411,8 +1576,43 @@ stream:
         }
     }
 
+    /// The configuration, or its first error.
     fn load(text: &str) -> Result<Config, ConfigError> {
-        Config::from_yaml(text, &env)
+        Config::from_yaml(text, &env).map_err(|errors| errors.0[0].clone())
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let text = r#"
+listen: ["nowhere"]
+upstreams:
+  app: { address: "127.0.0.1:8080", read_timeout: soon }
+stream: { api_key: "", api_secret: "${NOPE}" }
+tokens: { max_body_bytes: 0 }
+colour: blue
+"#;
+        let errors = Config::from_yaml(text, &env).unwrap_err().0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        for expected in [
+            "stream.api_secret",
+            "colour",
+            "listen[0]",
+            "upstreams.app.read_timeout",
+            "stream.api_key",
+            "tokens.max_body_bytes",
+        ] {
+            assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn route_errors_are_each_reported() {
+        let text = format!(
+            "{MINIMAL}routes:\n  - {{ match: {{ path: x }}, upstream: app }}\n  - {{ match: {{ path_prefix: / }}, upstream: web }}\n"
+        );
+        let errors = Config::from_yaml(&text, &env).unwrap_err().0;
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["routes[0].match", "routes[1].upstream"]);
     }
 
     #[test]

@@ -36,11 +36,13 @@ fn main() -> ExitCode {
 
     let config = match Config::load(&cli.config) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!(
-                "streamgate: configuration error in {}: {e}",
-                cli.config.display()
-            );
+        Err(errors) => {
+            for error in &errors.0 {
+                eprintln!(
+                    "streamgate: configuration error in {}: {error}",
+                    cli.config.display()
+                );
+            }
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };

@@ -187,6 +187,35 @@ fn yaml_syntax_error_is_rejected_with_its_location() {
 }
 
 #[test]
+fn every_error_is_listed_in_one_run() {
+    let config = GOOD
+        .replace("\"127.0.0.1:3999\"", "\"nowhere\"")
+        .replace("api_key: key", "api_key: \"\"")
+        + "tokens: { max_validity_seconds: 0 }\ncolour: blue\n";
+    let output = check(&config);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    for expected in [
+        "listen[0]: \"nowhere\" is not an IP:port address",
+        "stream.api_key: must not be empty",
+        "tokens.max_validity_seconds: must be at least 1",
+        "colour: unknown section",
+    ] {
+        assert!(
+            message.contains(expected),
+            "{expected:?} missing from:\n{message}"
+        );
+    }
+    assert_eq!(
+        message
+            .lines()
+            .filter(|l| l.starts_with("streamgate: configuration error"))
+            .count(),
+        4
+    );
+}
+
+#[test]
 fn misspelled_key_is_named() {
     assert_rejected(
         &check(&GOOD.replace("address:", "adress:")),
