@@ -64,7 +64,7 @@ impl Metrics {
             ),
             token_duration: histogram(
                 "streamgate_token_request_duration_seconds",
-                "Time to answer a token request, from headers read to answer written.",
+                "Time to answer a token request, from headers read to answer ready to write.",
                 &["route"],
                 TOKEN_BUCKETS.to_vec(),
             ),

@@ -574,10 +574,12 @@ impl ProxyHttp for Gateway {
                         .inc(),
                 }
                 ctx.user_id = answer.user_id;
-                send_reply(session, answer.reply, &answer.headers, &ctx.request_id).await?;
+                // Observed before the write, so that a client holding the answer
+                // always finds it counted.
                 counters
                     .duration
                     .observe(ctx.started.elapsed().as_secs_f64());
+                send_reply(session, answer.reply, &answer.headers, &ctx.request_id).await?;
                 Ok(true)
             }
             None => {

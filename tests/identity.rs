@@ -623,40 +623,29 @@ async fn jwt_mode_picks_up_a_changed_jwks_file_without_restart() {
         )
     };
 
-    let (status, answer, _) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({}),
-        &[("authorization", &with_key("idp-key-1"))],
-    )
-    .await;
+    let mint_with = |key: &'static str| {
+        let bearer = with_key(key);
+        let gate = &gate;
+        async move {
+            mint(
+                gate,
+                "/api/tokens/user",
+                json!({}),
+                &[("authorization", &bearer)],
+            )
+            .await
+        }
+    };
+    let (status, answer, _) = mint_with("idp-key-1").await;
     assert_eq!(status, 200, "{answer}");
-    let (status, _, _) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({}),
-        &[("authorization", &with_key("idp-key-2"))],
-    )
-    .await;
+    let (status, _, _) = mint_with("idp-key-2").await;
     assert_eq!(status, 401, "key 2 is not published yet");
 
     install("..v2", "idp-key-2");
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let (status, answer, _) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({}),
-        &[("authorization", &with_key("idp-key-2"))],
-    )
-    .await;
+    let (status, answer, _) = mint_with("idp-key-2").await;
     assert_eq!(status, 200, "rotated key accepted: {answer}");
-    let (status, _, _) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({}),
-        &[("authorization", &with_key("idp-key-1"))],
-    )
-    .await;
+    let (status, _, _) = mint_with("idp-key-1").await;
     assert_eq!(status, 401, "the retired key is no longer accepted");
 }
 

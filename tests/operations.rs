@@ -48,7 +48,7 @@ fn metric(samples: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) 
 }
 
 async fn status_of(url: String) -> u16 {
-    client().get(url).send().await.unwrap().status().as_u16()
+    get(url).await.status().as_u16()
 }
 
 async fn mint(gate: &Streamgate, body: Value) -> (u16, Value) {
@@ -75,24 +75,14 @@ fn verifies_with(answer: &Value, secret: &str) -> bool {
 async fn probes_answer_on_the_admin_listener() {
     let app = start_app().await;
     let gate = Streamgate::start(&default_config(app.addr));
-    let health = client()
-        .get(gate.admin_url("/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    assert_eq!(status_of(gate.admin_url("/healthz")).await, 200);
     assert_eq!(
-        health.json::<Value>().await.unwrap(),
+        get_json(gate.admin_url("/healthz")).await,
         json!({"status": "ok"})
     );
-    let ready = client()
-        .get(gate.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
+    assert_eq!(status_of(gate.admin_url("/readyz")).await, 200);
     assert_eq!(
-        ready.json::<Value>().await.unwrap(),
+        get_json(gate.admin_url("/readyz")).await,
         json!({"status": "ready"})
     );
     // The admin listener is never proxied, and the proxy port does not serve probes.
@@ -286,6 +276,19 @@ async fn metrics_count_tokens_refusals_and_proxied_requests() {
     assert_eq!(status_of(gate.url("/api/users")).await, 200);
     assert_eq!(status_of(gate.url("/api/users/missing")).await, 200);
 
+    // Proxied requests are counted when Pingora logs them, just after the
+    // answer went out: wait for both.
+    let proxied_2xx = [("upstream", "app"), ("status_class", "2xx")];
+    assert!(
+        eventually(|| async {
+            metric(
+                &scrape(&gate).await,
+                "streamgate_proxied_requests_total",
+                &proxied_2xx,
+            ) == 2.0
+        })
+        .await
+    );
     let after = scrape(&gate).await;
     assert_eq!(
         metric(&after, "streamgate_tokens_issued_total", &route),
@@ -348,6 +351,17 @@ async fn connect_errors_are_counted() {
     let closed = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let gate = Streamgate::start(&default_config(closed));
     assert_eq!(status_of(gate.url("/x")).await, 502);
+    let proxied_5xx = [("upstream", "app"), ("status_class", "5xx")];
+    assert!(
+        eventually(|| async {
+            metric(
+                &scrape(&gate).await,
+                "streamgate_proxied_requests_total",
+                &proxied_5xx,
+            ) == 1.0
+        })
+        .await
+    );
     let samples = scrape(&gate).await;
     assert!(
         metric(
@@ -389,7 +403,8 @@ async fn access_log_lines_are_json_without_credentials() {
         "passed to the app"
     );
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Each line is written when Pingora logs the request, just after the answer.
+    assert!(eventually(|| async { gate.stdout().lines().count() >= 2 }).await);
     let log = gate.stdout();
     let lines: Vec<Value> = log
         .lines()

@@ -408,7 +408,18 @@ async fn logs_never_contain_the_secret_or_a_token() {
         .await
         .unwrap();
     assert_eq!(proxied.status(), 200);
+    // Wait for the access-log lines of all four requests, written just after
+    // each answer, so that they are part of what is checked.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gate.stdout().lines().count() < 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let logs = gate.logs();
+    assert_eq!(
+        gate.stdout().lines().count(),
+        4,
+        "one access-log line per request"
+    );
     assert!(
         logs.contains("listening"),
         "the capture saw streamgate's logs: {logs}"

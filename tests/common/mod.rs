@@ -16,7 +16,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing;
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -50,9 +50,9 @@ impl App {
 pub async fn start_app() -> App {
     let sessions = Arc::new(SessionLog::default());
     let router = Router::new()
-        .route("/ws", get(websocket))
-        .route("/slow", get(slow))
-        .route("/api/me", get(me))
+        .route("/ws", routing::get(websocket))
+        .route("/slow", routing::get(slow))
+        .route("/api/me", routing::get(me))
         .with_state(Arc::clone(&sessions))
         .fallback(echo);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -361,6 +361,16 @@ impl Drop for Streamgate {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// GET `url`, panicking on a transport error.
+pub async fn get(url: String) -> reqwest::Response {
+    client().get(url).send().await.expect("GET")
+}
+
+/// GET `url` and parse the answer as JSON.
+pub async fn get_json(url: String) -> Value {
+    get(url).await.json().await.expect("a JSON answer")
 }
 
 pub fn client() -> reqwest::Client {
