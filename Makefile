@@ -16,6 +16,7 @@ test: deps
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test
+	$(MAKE) --no-print-directory deploy-check
 
 # Pingora's zlib-ng build needs cmake; a fresh Debian image does not have it.
 deps:
@@ -26,3 +27,8 @@ deps:
 ## bench: install wrk/nginx/npm packages, build release, benchmark on loopback (bench/run.sh)
 bench: deps
 	bash bench/run.sh
+
+## deploy-check: lint deploy/Dockerfile, render and validate deploy/kubernetes, pod-shaped e2e (deploy/check.sh)
+.PHONY: deploy-check
+deploy-check: deps
+	bash deploy/check.sh
