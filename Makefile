@@ -4,7 +4,7 @@
 CONFIG ?= conf/streamgate.yaml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps fmt-check clippy unit build bench
+.PHONY: run test deps bench reload
 
 ## run: build the release binary and start streamgate on $(CONFIG)
 run: deps
@@ -32,3 +32,16 @@ bench: deps
 .PHONY: deploy-check
 deploy-check: deps
 	bash deploy/check.sh
+
+## reload: hand the running streamgate's sockets to a new one on $(CONFIG), no request lost
+# The new process takes over over server.upgrade_sock; the old one (pid from
+# server.pid_file) is told to hand over with SIGQUIT once the new one waits.
+PID_FILE ?= /tmp/streamgate.pid
+UPGRADE_SOCK ?= /tmp/streamgate_upgrade.sock
+reload:
+	./target/release/streamgate -t -c $(CONFIG)
+	@test -s $(PID_FILE) || { echo "no running streamgate ($(PID_FILE) is missing)"; exit 1; }
+	@old=$$(cat $(PID_FILE)); rm -f $(UPGRADE_SOCK); \
+	  nohup ./target/release/streamgate -u -c $(CONFIG) >>streamgate.log 2>&1 & \
+	  for i in $$(seq 100); do [ -S $(UPGRADE_SOCK) ] && break; sleep 0.1; done; \
+	  kill -QUIT $$old && echo "streamgate $$old hands over to the new process (logs: streamgate.log)"
