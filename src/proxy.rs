@@ -463,12 +463,25 @@ fn build_session_request(mode: &ForwardAuth, request: &RequestHeader) -> Result<
 /// The whole request body, or `None` once it exceeds `limit` bytes. Chunked
 /// bodies have no Content-Length to check up front, so the cap is enforced here.
 async fn read_body_up_to(session: &mut Session, limit: usize) -> Result<Option<Bytes>> {
-    let mut body = BytesMut::new();
-    while let Some(chunk) = session.read_request_body().await? {
+    // A token request body nearly always arrives as one chunk: keep it as is,
+    // and copy into a buffer only when a second one follows.
+    let Some(first) = session.read_request_body().await? else {
+        return Ok(Some(Bytes::new()));
+    };
+    if first.len() > limit {
+        return Ok(None);
+    }
+    let Some(second) = session.read_request_body().await? else {
+        return Ok(Some(first));
+    };
+    let mut body = BytesMut::from(first);
+    let mut next = Some(second);
+    while let Some(chunk) = next {
         if body.len() + chunk.len() > limit {
             return Ok(None);
         }
         body.extend_from_slice(&chunk);
+        next = session.read_request_body().await?;
     }
     Ok(Some(body.freeze()))
 }
@@ -499,6 +512,11 @@ async fn send_reply(
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
+
+    /// No downstream modules: Pingora's default adds a (disabled) compression
+    /// module whose filters still run on every request and body chunk, and
+    /// streamgate passes the app's encoding through untouched.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {

@@ -105,7 +105,7 @@ pub fn run(config: Config, upgrade: bool) -> ! {
     let settings = config.server.clone();
     let server_conf = ServerConf {
         threads: settings.threads,
-        work_stealing: settings.work_stealing,
+        work_stealing: settings.work_stealing.unwrap_or(settings.threads > 1),
         grace_period_seconds: Some(settings.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(settings.graceful_shutdown_timeout_seconds),
         upstream_keepalive_pool_size: settings.upstream_keepalive_pool_size,
