@@ -32,6 +32,14 @@ async fn mint(
     (status, response.json().await.unwrap(), response_headers)
 }
 
+async fn mint_user(
+    gate: &Streamgate,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    mint(gate, "/api/tokens/user", body, headers).await
+}
+
 /// The user a minted token is for, after checking its signature.
 fn token_user(answer: &Value) -> String {
     let token = answer["data"]["token"].as_str().expect("a token");
@@ -78,29 +86,16 @@ async fn header_mode_mints_only_for_the_forwarded_user() {
     let gate = Streamgate::start(&config_with(app.addr, HEADER_MODE));
     let alice = [("x-forwarded-user", "alice")];
 
-    let (status, answer, _) = mint(&gate, "/api/tokens/user", json!({}), &alice).await;
+    let (status, answer, _) = mint_user(&gate, json!({}), &alice).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(token_user(&answer), "alice");
-    let (status, answer, _) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({"userId": "alice"}),
-        &alice,
-    )
-    .await;
+    let (status, answer, _) = mint_user(&gate, json!({"userId": "alice"}), &alice).await;
     assert_eq!((status, token_user(&answer)), (200, "alice".to_string()));
 
-    let (status, answer, _) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({"userId": "mallory"}),
-        &alice,
-    )
-    .await;
+    let (status, answer, _) = mint_user(&gate, json!({"userId": "mallory"}), &alice).await;
     assert_eq!((status, answer["error"].as_str().unwrap()), (403, MISMATCH));
 
-    let (status, answer, _) =
-        mint(&gate, "/api/tokens/user", json!({"userId": "alice"}), &[]).await;
+    let (status, answer, _) = mint_user(&gate, json!({"userId": "alice"}), &[]).await;
     assert_refused(status, &answer, 401, "Unauthorized: ");
     assert!(
         !gate.logs().contains("mode: none"),
@@ -122,7 +117,7 @@ async fn header_mode_ignores_and_strips_identity_from_untrusted_peers() {
         ("x-forwarded-groups", "admin"),
     ];
 
-    let (status, answer, _) = mint(&gate, "/api/tokens/user", json!({}), &spoofed).await;
+    let (status, answer, _) = mint_user(&gate, json!({}), &spoofed).await;
     assert_refused(status, &answer, 401, "Unauthorized: ");
 
     let echoed: Value = client()
@@ -250,29 +245,20 @@ async fn forward_auth_asks_the_app_who_is_signed_in() {
         ("x-not-forwarded", "secret-stuff"),
     ];
 
-    let (status, answer, _) = mint(&gate, "/api/tokens/user", json!({}), &alice).await;
+    let (status, answer, _) = mint_user(&gate, json!({}), &alice).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(token_user(&answer), "alice");
-    let (status, answer, _) =
-        mint(&gate, "/api/tokens/user", json!({"userId": "bob"}), &alice).await;
+    let (status, answer, _) = mint_user(&gate, json!({"userId": "bob"}), &alice).await;
     assert_eq!((status, answer["error"].as_str().unwrap()), (403, MISMATCH));
 
     let by_bearer = [("authorization", "Bearer app-bob")];
-    let (status, answer, _) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({"userId": "bob"}),
-        &by_bearer,
-    )
-    .await;
+    let (status, answer, _) = mint_user(&gate, json!({"userId": "bob"}), &by_bearer).await;
     assert_eq!((status, token_user(&answer)), (200, "bob".to_string()));
 
-    let (status, answer, _) =
-        mint(&gate, "/api/tokens/user", json!({"userId": "alice"}), &[]).await;
+    let (status, answer, _) = mint_user(&gate, json!({"userId": "alice"}), &[]).await;
     assert_refused(status, &answer, 401, "Unauthorized: ");
-    let (status, answer, _) = mint(
+    let (status, answer, _) = mint_user(
         &gate,
-        "/api/tokens/user",
         json!({"userId": "alice"}),
         &[("cookie", "session=stolen-guess")],
     )
@@ -303,9 +289,8 @@ async fn forward_auth_sends_only_cookie_and_authorization() {
     let app = start_app().await;
     let gate = Streamgate::start(&config_with(app.addr, &forward_auth("")));
     let before = app.session_checks();
-    let (status, _, _) = mint(
+    let (status, _, _) = mint_user(
         &gate,
-        "/api/tokens/user",
         json!({}),
         &[
             ("cookie", "session=alice"),
@@ -343,13 +328,7 @@ async fn forward_auth_caches_per_credential() {
     let gate = Streamgate::start(&config_with(app.addr, &forward_auth(", cache_ttl: 30s")));
     let before = app.session_checks();
     for _ in 0..3 {
-        let (status, answer, _) = mint(
-            &gate,
-            "/api/tokens/user",
-            json!({}),
-            &[("cookie", "session=alice")],
-        )
-        .await;
+        let (status, answer, _) = mint_user(&gate, json!({}), &[("cookie", "session=alice")]).await;
         assert_eq!((status, token_user(&answer)), (200, "alice".to_string()));
     }
     assert_eq!(
@@ -357,13 +336,7 @@ async fn forward_auth_caches_per_credential() {
         before + 1,
         "one check for three requests"
     );
-    let (status, answer, _) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({}),
-        &[("cookie", "session=bob")],
-    )
-    .await;
+    let (status, answer, _) = mint_user(&gate, json!({}), &[("cookie", "session=bob")]).await;
     assert_eq!(
         (status, token_user(&answer)),
         (200, "bob".to_string()),
@@ -387,13 +360,7 @@ async fn forward_auth_with_the_app_down_or_slow_is_503_never_a_token() {
             "identity:\n  mode: forward_auth\n  forward_auth: { upstream: auth, path: /api/me, user_id_pointer: /user/id }\nserver:",
         );
     let gate = Streamgate::start(&config);
-    let (status, answer, _) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({}),
-        &[("cookie", "session=alice")],
-    )
-    .await;
+    let (status, answer, _) = mint_user(&gate, json!({}), &[("cookie", "session=alice")]).await;
     assert_refused(status, &answer, 503, "Service unavailable: ");
     assert!(answer.get("data").is_none());
 
@@ -403,13 +370,7 @@ async fn forward_auth_with_the_app_down_or_slow_is_503_never_a_token() {
     );
     let gate = Streamgate::start(&slow);
     let started = std::time::Instant::now();
-    let (status, answer, _) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({}),
-        &[("cookie", "session=alice")],
-    )
-    .await;
+    let (status, answer, _) = mint_user(&gate, json!({}), &[("cookie", "session=alice")]).await;
     assert_refused(status, &answer, 503, "Service unavailable: ");
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -456,29 +417,21 @@ async fn jwt_mode_accepts_only_valid_tokens_for_their_subject() {
     );
     let bearer = format!("Bearer {good}");
 
-    let (status, answer, _) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({}),
-        &[("authorization", &bearer)],
-    )
-    .await;
+    let (status, answer, _) = mint_user(&gate, json!({}), &[("authorization", &bearer)]).await;
     assert_eq!(
         (status, token_user(&answer)),
         (200, "alice".to_string()),
         "{answer}"
     );
-    let (status, answer, _) = mint(
+    let (status, answer, _) = mint_user(
         &gate,
-        "/api/tokens/user",
         json!({"userId": "root"}),
         &[("authorization", &bearer)],
     )
     .await;
     assert_eq!((status, answer["error"].as_str().unwrap()), (403, MISMATCH));
 
-    let (status, answer, headers) =
-        mint(&gate, "/api/tokens/user", json!({"userId": "alice"}), &[]).await;
+    let (status, answer, headers) = mint_user(&gate, json!({"userId": "alice"}), &[]).await;
     assert_refused(status, &answer, 401, "Unauthorized: ");
     assert_eq!(headers["www-authenticate"], r#"Bearer realm="streamgate""#);
 
@@ -514,9 +467,8 @@ async fn jwt_mode_accepts_only_valid_tokens_for_their_subject() {
         ("not a JWT", "abc.def.ghi".to_string()),
     ];
     for (what, token) in bad_tokens {
-        let (status, answer, headers) = mint(
+        let (status, answer, headers) = mint_user(
             &gate,
-            "/api/tokens/user",
             json!({}),
             &[("authorization", &format!("Bearer {token}"))],
         )
@@ -573,18 +525,16 @@ async fn jwt_mode_with_a_pem_public_key() {
     );
     let gate = Streamgate::start(&config);
     let token = rs256(json!({"sub": "alice", "exp": now() + 600}), "idp-key-1");
-    let (status, answer, _) = mint(
+    let (status, answer, _) = mint_user(
         &gate,
-        "/api/tokens/user",
         json!({}),
         &[("authorization", &format!("Bearer {token}"))],
     )
     .await;
     assert_eq!((status, token_user(&answer)), (200, "alice".to_string()));
     let other_key = rs256(json!({"sub": "alice", "exp": now() + 600}), "idp-key-2");
-    let (status, _, _) = mint(
+    let (status, _, _) = mint_user(
         &gate,
-        "/api/tokens/user",
         json!({}),
         &[("authorization", &format!("Bearer {other_key}"))],
     )
@@ -626,15 +576,7 @@ async fn jwt_mode_picks_up_a_changed_jwks_file_without_restart() {
     let mint_with = |key: &'static str| {
         let bearer = with_key(key);
         let gate = &gate;
-        async move {
-            mint(
-                gate,
-                "/api/tokens/user",
-                json!({}),
-                &[("authorization", &bearer)],
-            )
-            .await
-        }
+        async move { mint_user(gate, json!({}), &[("authorization", &bearer)]).await }
     };
     let (status, answer, _) = mint_with("idp-key-1").await;
     assert_eq!(status, 200, "{answer}");
@@ -660,32 +602,15 @@ async fn per_identity_rate_limit() {
     );
     let gate = Streamgate::start(&config);
     for _ in 0..3 {
-        let (status, _, _) = mint(
-            &gate,
-            "/api/tokens/user",
-            json!({}),
-            &[("x-forwarded-user", "alice")],
-        )
-        .await;
+        let (status, _, _) = mint_user(&gate, json!({}), &[("x-forwarded-user", "alice")]).await;
         assert_eq!(status, 200);
     }
-    let (status, answer, headers) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({}),
-        &[("x-forwarded-user", "alice")],
-    )
-    .await;
+    let (status, answer, headers) =
+        mint_user(&gate, json!({}), &[("x-forwarded-user", "alice")]).await;
     assert_refused(status, &answer, 429, "Too many requests: ");
     let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
-    let (status, _, _) = mint(
-        &gate,
-        "/api/tokens/user",
-        json!({}),
-        &[("x-forwarded-user", "bob")],
-    )
-    .await;
+    let (status, _, _) = mint_user(&gate, json!({}), &[("x-forwarded-user", "bob")]).await;
     assert_eq!(status, 200, "another user is unaffected");
 }
 
@@ -699,16 +624,14 @@ async fn per_client_ip_rate_limit_reads_forwarded_for_from_trusted_peers() {
     let gate = Streamgate::start(&config);
     let first = [("x-forwarded-for", "203.0.113.1")];
     for _ in 0..2 {
-        let (status, _, _) = mint(&gate, "/api/tokens/user", json!({"userId": "u"}), &first).await;
+        let (status, _, _) = mint_user(&gate, json!({"userId": "u"}), &first).await;
         assert_eq!(status, 200);
     }
-    let (status, _, headers) =
-        mint(&gate, "/api/tokens/user", json!({"userId": "u"}), &first).await;
+    let (status, _, headers) = mint_user(&gate, json!({"userId": "u"}), &first).await;
     assert_eq!(status, 429);
     assert!(headers.contains_key("retry-after"));
-    let (status, _, _) = mint(
+    let (status, _, _) = mint_user(
         &gate,
-        "/api/tokens/user",
         json!({"userId": "u"}),
         &[("x-forwarded-for", "203.0.113.2")],
     )
@@ -756,9 +679,8 @@ async fn cors_preflight_and_responses_for_token_routes_only() {
         .is_none());
     assert_eq!(refused.headers()["vary"], "Origin");
 
-    let (status, _, headers) = mint(
+    let (status, _, headers) = mint_user(
         &gate,
-        "/api/tokens/user",
         json!({"userId": "u"}),
         &[("origin", "https://app.example")],
     )
@@ -768,9 +690,8 @@ async fn cors_preflight_and_responses_for_token_routes_only() {
         headers["access-control-allow-origin"],
         "https://app.example"
     );
-    let (_, _, headers) = mint(
+    let (_, _, headers) = mint_user(
         &gate,
-        "/api/tokens/user",
         json!({"userId": "u"}),
         &[("origin", "https://evil.example")],
     )
