@@ -11,7 +11,8 @@
 # The load generator is wrk: 1 thread, 32 keep-alive connections, a warm-up run
 # and then a measured run per case.
 #
-# Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (2s),
+# Knobs (environment): BENCH_DURATION (5s per measured run), BENCH_REPEAT (3
+# measured runs per case, the median is reported), BENCH_WARMUP (2s),
 # BENCH_CONNECTIONS (32), BENCH_PORT_BASE (18080: uses 18080-18084).
 set -euo pipefail
 
@@ -19,7 +20,8 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 cd "$ROOT"
 
-DURATION=${BENCH_DURATION:-10s}
+DURATION=${BENCH_DURATION:-5s}
+REPEAT=${BENCH_REPEAT:-3}
 WARMUP=${BENCH_WARMUP:-2s}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 PORT_BASE=${BENCH_PORT_BASE:-18080}
@@ -316,8 +318,17 @@ run_case() {
     log "[$ROW] $case_name: $target ($url)"
     wrk "${args[@]}" -d"$WARMUP" "$url" >/dev/null
     reset_peak_rss "$@"
-    local out=$TMP/wrk-$ROW-$key.txt
-    wrk "${args[@]}" -d"$DURATION" "$url" >"$out"
+    # REPEAT measured runs; the row is the run with the median requests/s, so
+    # that one run disturbed by the other processes on the machine does not
+    # decide a ratio. Peak RSS is over all of them.
+    local r runs=()
+    for r in $(seq "$REPEAT"); do
+        wrk "${args[@]}" -d"$DURATION" "$url" >"$TMP/wrk-$ROW-$key-$r.txt"
+        runs+=("$(awk '/^Requests\/sec:/ {print $2}' "$TMP/wrk-$ROW-$key-$r.txt") $r")
+    done
+    local median
+    median=$(printf '%s\n' "${runs[@]}" | sort -n | awk -v n="$REPEAT" 'NR == int((n + 1) / 2) {print $2}')
+    local out=$TMP/wrk-$ROW-$key-$median.txt
     local rss_kib
     rss_kib=$(peak_rss_kib "$@")
 
@@ -390,7 +401,7 @@ report() {
     echo "- When: $(date -u '+%Y-%m-%d %H:%M UTC'), streamgate $revision"
     echo "- Machine: ${cpu:-unknown CPU}, $(nproc) cores, $(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)"
     echo "- Software: $(nginx -v 2>&1 | sed 's/^nginx version: //'), node $(node --version), express $(version_of express), @stream-io/node-sdk $(version_of @stream-io/node-sdk), $(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')"
-    echo "- Load: wrk, 1 thread, $CONNECTIONS keep-alive connections, $WARMUP warm-up then $DURATION measured, all on 127.0.0.1;" \
+    echo "- Load: wrk, 1 thread, $CONNECTIONS keep-alive connections, $WARMUP warm-up then $REPEAT measured runs of $DURATION (the median by requests/s is shown), all on 127.0.0.1;" \
         "every server on one worker/thread (streamgate \`threads: 1\`, nginx \`worker_processes 1\`, node)."
     echo "- Peak RSS: VmHWM of the server's processes during the measured run (nginx: master + worker; for a proxy, the proxy only)."
     echo
