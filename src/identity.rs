@@ -190,8 +190,17 @@ impl HeaderIdentity {
         if !peer_trusted {
             return Err(missing());
         }
-        let user = headers
-            .get(&self.user_header)
+        // Two values mean something in front appended instead of replacing:
+        // which one is the real user cannot be told, so neither is believed.
+        let mut values = headers.get_all(&self.user_header).iter();
+        let (first, second) = (values.next(), values.next());
+        if second.is_some() {
+            return Err(IdentityError::unauthorized(
+                format!("the {} header was sent more than once", self.user_header),
+                None,
+            ));
+        }
+        let user = first
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty())
@@ -609,6 +618,14 @@ mod tests {
         ));
         assert!(matches!(
             mode.identify(true, &headers(&[])),
+            Err(IdentityError::Unauthorized { .. })
+        ));
+        let smuggled = headers(&[
+            ("x-forwarded-user", "mallory"),
+            ("x-forwarded-user", "alice"),
+        ]);
+        assert!(matches!(
+            mode.identify(true, &smuggled),
             Err(IdentityError::Unauthorized { .. })
         ));
     }
