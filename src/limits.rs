@@ -17,12 +17,6 @@ pub struct RateLimit {
     rate: Rate,
 }
 
-impl std::fmt::Debug for RateLimit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RateLimit({} per {:?})", self.requests, self.window)
-    }
-}
-
 impl RateLimit {
     pub fn new(requests: u32, window: Duration) -> Self {
         RateLimit {

@@ -164,7 +164,6 @@ pub struct TokenRouteMetrics {
 
 /// The series of one upstream, resolved once at start.
 pub struct UpstreamMetrics {
-    pub name: String,
     by_class: [IntCounter; 6],
     pub duration: Histogram,
     pub connect_errors: IntCounter,
@@ -194,7 +193,6 @@ impl Metrics {
 
     pub fn upstream(&self, name: &str) -> UpstreamMetrics {
         UpstreamMetrics {
-            name: name.to_string(),
             by_class: CLASSES.map(|class| self.proxied_requests.with_label_values(&[name, class])),
             duration: self.upstream_duration.with_label_values(&[name]),
             connect_errors: self.upstream_connect_errors.with_label_values(&[name]),
