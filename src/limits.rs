@@ -13,7 +13,6 @@ use pingora_limits::rate::Rate;
 
 pub struct RateLimit {
     requests: u32,
-    window: Duration,
     rate: Rate,
 }
 
@@ -21,7 +20,6 @@ impl RateLimit {
     pub fn new(requests: u32, window: Duration) -> Self {
         RateLimit {
             requests,
-            window,
             rate: Rate::new(window),
         }
     }
