@@ -12,13 +12,20 @@ use serde_json::{json, Value};
 const HEADER_SEGMENT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 
 async fn post(gate: &Streamgate, body: &'static str) -> reqwest::Response {
-    client()
-        .post(gate.url("/api/tokens/user"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("request")
+    post_as(gate, Some("application/json"), body).await
+}
+
+/// A token request with the given Content-Type, or none.
+async fn post_as(
+    gate: &Streamgate,
+    content_type: Option<&str>,
+    body: &'static str,
+) -> reqwest::Response {
+    let mut request = client().post(gate.url("/api/tokens/user")).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    request.send().await.expect("request")
 }
 
 fn now() -> u64 {
@@ -228,13 +235,7 @@ async fn every_error_status_has_the_exact_envelope() {
     )
     .await;
 
-    let wrong_type = client()
-        .post(gate.url("/api/tokens/user"))
-        .header("content-type", "text/plain")
-        .body(r#"{"userId":"u"}"#)
-        .send()
-        .await
-        .unwrap();
+    let wrong_type = post_as(&gate, Some("text/plain"), r#"{"userId":"u"}"#).await;
     assert_error(
         wrong_type,
         415,
@@ -242,21 +243,15 @@ async fn every_error_status_has_the_exact_envelope() {
     )
     .await;
 
-    let with_charset = client()
-        .post(gate.url("/api/tokens/user"))
-        .header("content-type", "application/json; charset=utf-8")
-        .body(r#"{"userId":"u"}"#)
-        .send()
-        .await
-        .unwrap();
+    let with_charset = post_as(
+        &gate,
+        Some("application/json; charset=utf-8"),
+        r#"{"userId":"u"}"#,
+    )
+    .await;
     assert_eq!(with_charset.status(), 200);
 
-    let no_content_type = client()
-        .post(gate.url("/api/tokens/user"))
-        .body(r#"{"userId":"u"}"#)
-        .send()
-        .await
-        .unwrap();
+    let no_content_type = post_as(&gate, None, r#"{"userId":"u"}"#).await;
     assert_eq!(no_content_type.status(), 200);
 
     assert_error(
