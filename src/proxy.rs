@@ -39,7 +39,6 @@ const REQUEST_ID: &str = "x-request-id";
 pub(crate) struct UpstreamPeer {
     pub(crate) name: String,
     pub(crate) peer: HttpPeer,
-    read_timeout_secs: u64,
 }
 
 impl UpstreamPeer {
@@ -54,7 +53,6 @@ impl UpstreamPeer {
         UpstreamPeer {
             name: upstream.name.clone(),
             peer,
-            read_timeout_secs: upstream.read_timeout.as_secs(),
         }
     }
 }
@@ -380,12 +378,6 @@ impl Gateway {
         Ok(identity)
     }
 
-    fn upstream_name(&self, ctx: &RequestCtx) -> &str {
-        ctx.upstream
-            .and_then(|i| self.upstreams.get(i))
-            .map_or("?", |u| u.name.as_str())
-    }
-
     /// A CORS preflight for a token route with a CORS policy, if this is one.
     fn preflight(&self, request: &RequestHeader) -> Option<Vec<(HeaderName, HeaderValue)>> {
         if request.method != Method::OPTIONS {
@@ -654,27 +646,25 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        let upstream = ctx.upstream.and_then(|i| self.upstreams.get(i));
+        let name = upstream.map_or("?", |u| u.name.as_str());
         let reply = match (e.esource(), e.etype()) {
             (_, ErrorType::HTTPStatus(code)) => Some(Reply::error(*code, "Request failed")),
             (ErrorSource::Upstream, ErrorType::ReadTimedout) => {
-                let upstream = &self.upstream_name(ctx);
-                let secs = ctx
-                    .upstream
-                    .and_then(|i| self.upstreams.get(i))
-                    .map_or(0, |u| u.read_timeout_secs);
+                let timeout = upstream
+                    .and_then(|u| u.peer.options.read_timeout)
+                    .unwrap_or_default();
                 Some(Reply::error(
                     504,
                     &format!(
-                        "Gateway timeout: upstream '{upstream}' did not answer within {secs}s"
+                        "Gateway timeout: upstream '{name}' did not answer within {}",
+                        humantime::format_duration(timeout)
                     ),
                 ))
             }
             (ErrorSource::Upstream, _) => Some(Reply::error(
                 502,
-                &format!(
-                    "Bad gateway: upstream '{}' is unavailable",
-                    self.upstream_name(ctx)
-                ),
+                &format!("Bad gateway: upstream '{name}' is unavailable"),
             )),
             (
                 ErrorSource::Downstream,
