@@ -23,7 +23,7 @@ use crate::identity::{
     JwtKeys, TrustedNetworks, UserIdLocation, UserIdTemplate,
 };
 use crate::routing::{Action, DirectResponse, MintKind, PathMatch, Route, RouteTable};
-use crate::token_contract::TokenPolicy;
+use crate::token_contract::{is_name, TokenPolicy, NAME_RULE};
 
 /// The secret shipped in `conf/streamgate.yaml` for `make run`. Seeing it at start
 /// means the deployment forgot to provide a real one.
@@ -1145,14 +1145,6 @@ impl AccessBuilder<'_> {
         });
         Ok(self.built.len() - 1)
     }
-}
-
-const NAME_RULE: &str = "must be 1 to 64 characters from A-Z a-z 0-9 _ -";
-
-fn is_name(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }
 
 /// `"10.0.0.0/8"`, or a bare address meaning just that host.

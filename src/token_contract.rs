@@ -410,7 +410,7 @@ struct RawTokenRequest {
 }
 
 const USER_ID_RULE: &str = "must be 1 to 255 characters from A-Z a-z 0-9 @ _ -";
-const NAME_RULE: &str = "must be 1 to 64 characters from A-Z a-z 0-9 _ -";
+pub const NAME_RULE: &str = "must be 1 to 64 characters from A-Z a-z 0-9 _ -";
 
 /// A string field that must satisfy `valid`; `None` when absent.
 fn string_field(
@@ -522,7 +522,7 @@ pub fn is_user_id(s: &str) -> bool {
 }
 
 /// Call ids, call types and roles: `[A-Za-z0-9_-]`, 1 to 64 characters.
-fn is_name(s: &str) -> bool {
+pub fn is_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
