@@ -1057,23 +1057,9 @@ fn validate_routes(
             }
             let action = match (route.mint, route.upstream, route.direct_response) {
                 (Some(kind), None, None) => Action::Mint { kind, access: 0 },
-                (None, Some(name), None) => {
-                    let index = upstreams
-                        .iter()
-                        .position(|u| u.name == name)
-                        .ok_or_else(|| {
-                            let known: Vec<&str> =
-                                upstreams.iter().map(|u| u.name.as_str()).collect();
-                            ConfigError::new(
-                                format!("{key}.upstream"),
-                                format!(
-                                    "unknown upstream {name:?} (defined: {})",
-                                    known.join(", ")
-                                ),
-                            )
-                        })?;
-                    Action::Proxy { upstream: index }
-                }
+                (None, Some(name), None) => Action::Proxy {
+                    upstream: upstream_index(&format!("{key}.upstream"), Some(&name), upstreams)?,
+                },
                 (None, None, Some(direct)) => {
                     if !(200..=599).contains(&direct.status) {
                         return Err(ConfigError::new(
@@ -1144,6 +1130,31 @@ impl AccessBuilder<'_> {
             cors: self.cors.clone(),
         });
         Ok(self.built.len() - 1)
+    }
+}
+
+/// The index of the upstream `name`; without a name, the only upstream there is.
+fn upstream_index(
+    key: &str,
+    name: Option<&str>,
+    upstreams: &[Upstream],
+) -> Result<usize, ConfigError> {
+    match name {
+        Some(name) => upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                ConfigError::new(
+                    key,
+                    format!("unknown upstream {name:?} (defined: {})", known.join(", ")),
+                )
+            }),
+        None if upstreams.len() == 1 => Ok(0),
+        None => Err(ConfigError::new(
+            key,
+            "is required when more than one upstream is defined",
+        )),
     }
 }
 
@@ -1234,24 +1245,11 @@ fn validate_identity(
         IdentityMode::ForwardAuth => {
             let block = raw.forward_auth.ok_or_else(|| required("forward_auth"))?;
             let key = format!("{key}.forward_auth");
-            let upstream = match &block.upstream {
-                Some(name) => upstreams
-                    .iter()
-                    .position(|u| &u.name == name)
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            format!("{key}.upstream"),
-                            format!("unknown upstream {name:?}"),
-                        )
-                    })?,
-                None if upstreams.len() == 1 => 0,
-                None => {
-                    return Err(ConfigError::new(
-                        format!("{key}.upstream"),
-                        "is required when more than one upstream is defined",
-                    ))
-                }
-            };
+            let upstream = upstream_index(
+                &format!("{key}.upstream"),
+                block.upstream.as_deref(),
+                upstreams,
+            )?;
             if !block.path.starts_with('/') {
                 return Err(ConfigError::new(
                     format!("{key}.path"),
@@ -1503,24 +1501,11 @@ fn validate_admin(
     let readiness_probe = match raw.readiness_probe {
         None => None,
         Some(probe) => {
-            let upstream = match &probe.upstream {
-                Some(name) => upstreams
-                    .iter()
-                    .position(|u| &u.name == name)
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            "admin.readiness_probe.upstream",
-                            format!("unknown upstream {name:?}"),
-                        )
-                    })?,
-                None if upstreams.len() == 1 => 0,
-                None => {
-                    return Err(ConfigError::new(
-                        "admin.readiness_probe.upstream",
-                        "is required when more than one upstream is defined",
-                    ))
-                }
-            };
+            let upstream = upstream_index(
+                "admin.readiness_probe.upstream",
+                probe.upstream.as_deref(),
+                upstreams,
+            )?;
             if !probe.path.starts_with('/') {
                 return Err(ConfigError::new(
                     "admin.readiness_probe.path",
