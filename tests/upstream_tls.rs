@@ -1,0 +1,86 @@
+//! An upstream reached over TLS: SNI is sent, and a certificate that does not
+//! verify is refused unless verification was switched off on purpose.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::Router;
+use common::*;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::{json, Value};
+use tokio_rustls::TlsAcceptor;
+
+/// An HTTPS app on loopback with a self-signed certificate for `app.internal`;
+/// it answers every request with the TLS server name the client asked for.
+async fn start_tls_app() -> std::net::SocketAddr {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["app.internal".to_string()]).expect("certificate");
+    let cert = CertificateDer::from(certified.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .expect("server config");
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let sni = tls.get_ref().1.server_name().unwrap_or("").to_string();
+                let router = Router::new()
+                    .fallback(move || async move { axum::Json(json!({"tls": true, "sni": sni})) });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), TowerToHyperService::new(router))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn tls_config(app: std::net::SocketAddr, options: &str) -> String {
+    default_config(app).replace(
+        &format!("app: {{ address: \"{app}\", connect_timeout: 1s, read_timeout: 1s }}"),
+        &format!("app: {{ address: \"{app}\", connect_timeout: 1s, read_timeout: 1s, tls: true, sni: app.internal{options} }}"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxies_to_a_tls_upstream_with_sni() {
+    let app = start_tls_app().await;
+    let gate = Streamgate::start(&tls_config(app, ", verify_cert: false"));
+    let response = get(gate.url("/over-tls")).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"tls": true, "sni": "app.internal"}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unverifiable_certificate_is_refused_by_default() {
+    let app = start_tls_app().await;
+    let gate = Streamgate::start(&tls_config(app, ""));
+    let response = get(gate.url("/over-tls")).await;
+    assert_eq!(
+        response.status(),
+        502,
+        "a self-signed certificate must not be trusted silently"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "Bad gateway: upstream 'app' is unavailable");
+}
