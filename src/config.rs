@@ -224,6 +224,9 @@ pub struct ServerSettings {
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
     pub upstream_keepalive_pool_size: usize,
+    /// PEM bundle of CAs that upstream TLS certificates must chain to, instead
+    /// of the system's roots (an internal CA).
+    pub ca_file: Option<String>,
     pub pid_file: String,
     pub upgrade_sock: String,
 }
@@ -237,6 +240,7 @@ impl Default for ServerSettings {
             grace_period_seconds: 5,
             graceful_shutdown_timeout_seconds: 5,
             upstream_keepalive_pool_size: 128,
+            ca_file: None,
             pid_file: "/tmp/streamgate.pid".into(),
             upgrade_sock: "/tmp/streamgate_upgrade.sock".into(),
         }

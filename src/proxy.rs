@@ -138,8 +138,14 @@ impl From<IdentityError> for Answer {
 }
 
 impl Gateway {
-    /// `signer` is shared with the secret watcher, `metrics` with the admin listener.
-    pub fn new(config: Config, signer: Arc<SignerSlot>, metrics: Arc<Metrics>) -> Self {
+    /// `signer` is shared with the secret watcher, `metrics` with the admin
+    /// listener; `connector` makes the forward-auth session checks.
+    pub fn new(
+        config: Config,
+        signer: Arc<SignerSlot>,
+        metrics: Arc<Metrics>,
+        connector: Connector,
+    ) -> Self {
         let spoofable_headers = config
             .access
             .iter()
@@ -176,7 +182,7 @@ impl Gateway {
                 .per_identity
                 .map(|l| RateLimit::new(l.requests, l.window)),
             spoofable_headers,
-            connector: Connector::new(None),
+            connector,
             sessions: MemoryCache::new(4096),
             metrics,
             access_log: config.access_log,

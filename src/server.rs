@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
 use pingora::prelude::*;
 use pingora::protocols::Stream;
 use pingora::proxy::http_proxy;
@@ -109,6 +110,7 @@ pub fn run(config: Config, upgrade: bool) -> ! {
         grace_period_seconds: Some(settings.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(settings.graceful_shutdown_timeout_seconds),
         upstream_keepalive_pool_size: settings.upstream_keepalive_pool_size,
+        ca_file: settings.ca_file.clone(),
         pid_file: settings.pid_file.clone(),
         upgrade_sock: settings.upgrade_sock.clone(),
         // A refused or timed-out connect is retried once, not Pingora's 16 times:
@@ -160,14 +162,19 @@ pub fn run(config: Config, upgrade: bool) -> ! {
             signer: Arc::clone(&signer),
             metrics: Arc::clone(&metrics),
             probe,
-            connector: Connector::new(None),
+            connector: Connector::new(Some(ConnectorOptions::from_server_conf(
+                &server.configuration,
+            ))),
         },
     );
     admin.add_tcp(&config.admin.listen.to_string());
 
     let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
     let admin_listen = config.admin.listen;
-    let gateway = Gateway::new(config, signer, metrics);
+    let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
+        &server.configuration,
+    )));
+    let gateway = Gateway::new(config, signer, metrics, connector);
     let mut proxy = Service::new(
         "streamgate".to_string(),
         SettleBeforeCleanup {

@@ -15,9 +15,11 @@ use tokio_rustls::TlsAcceptor;
 
 /// An HTTPS app on loopback with a self-signed certificate for `app.internal`;
 /// it answers every request with the TLS server name the client asked for.
-async fn start_tls_app() -> std::net::SocketAddr {
+/// Returns its address and the certificate in PEM, to trust it as a CA.
+async fn start_tls_app() -> (std::net::SocketAddr, String) {
     let certified =
         rcgen::generate_simple_self_signed(vec!["app.internal".to_string()]).expect("certificate");
+    let pem = certified.cert.pem();
     let cert = CertificateDer::from(certified.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         certified.signing_key.serialize_der(),
@@ -51,7 +53,7 @@ async fn start_tls_app() -> std::net::SocketAddr {
             });
         }
     });
-    addr
+    (addr, pem)
 }
 
 fn tls_config(app: std::net::SocketAddr, options: &str) -> String {
@@ -63,7 +65,7 @@ fn tls_config(app: std::net::SocketAddr, options: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxies_to_a_tls_upstream_with_sni() {
-    let app = start_tls_app().await;
+    let (app, _) = start_tls_app().await;
     let gate = Streamgate::start(&tls_config(app, ", verify_cert: false"));
     let response = get(gate.url("/over-tls")).await;
     assert_eq!(response.status(), 200);
@@ -73,7 +75,7 @@ async fn proxies_to_a_tls_upstream_with_sni() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unverifiable_certificate_is_refused_by_default() {
-    let app = start_tls_app().await;
+    let (app, _) = start_tls_app().await;
     let gate = Streamgate::start(&tls_config(app, ""));
     let response = get(gate.url("/over-tls")).await;
     assert_eq!(
@@ -83,4 +85,23 @@ async fn an_unverifiable_certificate_is_refused_by_default() {
     );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "Bad gateway: upstream 'app' is unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_from_the_configured_ca_is_verified_and_accepted() {
+    let (app, pem) = start_tls_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_file, pem).unwrap();
+    let config = tls_config(app, "").replace(
+        "server: {",
+        &format!("server: {{ ca_file: \"{}\",", ca_file.display()),
+    );
+    let gate = Streamgate::start(&config);
+    let response = get(gate.url("/over-tls")).await;
+    assert_eq!(response.status(), 200, "verified against server.ca_file");
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["sni"],
+        "app.internal"
+    );
 }
