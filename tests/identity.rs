@@ -120,17 +120,15 @@ async fn header_mode_ignores_and_strips_identity_from_untrusted_peers() {
     let (status, answer, _) = mint_user(&gate, json!({}), &spoofed).await;
     assert_refused(status, &answer, 401, "Unauthorized: ");
 
-    let echoed: Value = client()
-        .get(gate.url("/api/profile"))
-        .header("x-forwarded-user", "alice")
-        .header("x-forwarded-groups", "admin")
-        .header("x-other", "kept")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echoed: Value = get_json_with(
+        gate.url("/api/profile"),
+        &[
+            ("x-forwarded-user", "alice"),
+            ("x-forwarded-groups", "admin"),
+            ("x-other", "kept"),
+        ],
+    )
+    .await;
     let headers = &echoed["headers"];
     assert!(
         headers.get("x-forwarded-user").is_none(),
@@ -147,15 +145,8 @@ async fn header_mode_ignores_and_strips_identity_from_untrusted_peers() {
 async fn header_mode_from_a_trusted_peer_passes_identity_to_the_app() {
     let app = start_app().await;
     let gate = Streamgate::start(&config_with(app.addr, HEADER_MODE));
-    let echoed: Value = client()
-        .get(gate.url("/api/profile"))
-        .header("x-forwarded-user", "alice")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echoed: Value =
+        get_json_with(gate.url("/api/profile"), &[("x-forwarded-user", "alice")]).await;
     assert_eq!(echoed["headers"]["x-forwarded-user"], json!(["alice"]));
 }
 

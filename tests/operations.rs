@@ -87,14 +87,7 @@ async fn probes_answer_on_the_admin_listener() {
     );
     // The admin listener is never proxied, and the proxy port does not serve probes.
     assert_eq!(status_of(gate.admin_url("/api/users")).await, 404);
-    let echoed: Value = client()
-        .get(gate.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echoed: Value = get_json(gate.url("/readyz")).await;
     assert_eq!(
         echoed["path"], "/readyz",
         "the proxy port sends /readyz to the app"
@@ -166,6 +159,17 @@ fn with_secret_file(config: String, path: &std::path::Path) -> String {
     )
 }
 
+/// Waits until the metric `name{labels}` satisfies `wanted`; counters that
+/// Pingora updates when it logs a request land just after the answer.
+async fn metric_reaches(
+    gate: &Streamgate,
+    name: &str,
+    labels: &[(&str, &str)],
+    wanted: impl Fn(f64) -> bool,
+) -> bool {
+    eventually(|| async { wanted(metric(&scrape(gate).await, name, labels)) }).await
+}
+
 async fn eventually<F: std::future::Future<Output = bool>>(mut check: impl FnMut() -> F) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
@@ -233,13 +237,8 @@ async fn not_ready_until_the_secret_loads_then_rotates_like_kubernetes() {
     );
     mount.write("");
     assert!(
-        eventually(|| async {
-            metric(
-                &scrape(&gate).await,
-                "streamgate_secret_reload_failures_total",
-                &[],
-            ) > failures_before
-        })
+        metric_reaches(&gate, "streamgate_secret_reload_failures_total", &[], |v| v
+            > failures_before)
         .await,
         "the failure is counted"
     );
@@ -280,13 +279,12 @@ async fn metrics_count_tokens_refusals_and_proxied_requests() {
     // answer went out: wait for both.
     let proxied_2xx = [("upstream", "app"), ("status_class", "2xx")];
     assert!(
-        eventually(|| async {
-            metric(
-                &scrape(&gate).await,
-                "streamgate_proxied_requests_total",
-                &proxied_2xx,
-            ) == 2.0
-        })
+        metric_reaches(
+            &gate,
+            "streamgate_proxied_requests_total",
+            &proxied_2xx,
+            |v| v == 2.0
+        )
         .await
     );
     let after = scrape(&gate).await;
@@ -353,13 +351,12 @@ async fn connect_errors_are_counted() {
     assert_eq!(status_of(gate.url("/x")).await, 502);
     let proxied_5xx = [("upstream", "app"), ("status_class", "5xx")];
     assert!(
-        eventually(|| async {
-            metric(
-                &scrape(&gate).await,
-                "streamgate_proxied_requests_total",
-                &proxied_5xx,
-            ) == 1.0
-        })
+        metric_reaches(
+            &gate,
+            "streamgate_proxied_requests_total",
+            &proxied_5xx,
+            |v| v == 1.0
+        )
         .await
     );
     let samples = scrape(&gate).await;

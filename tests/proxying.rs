@@ -45,15 +45,7 @@ async fn methods_query_strings_headers_and_bodies_pass_through() {
 async fn host_is_kept_and_forwarded_headers_are_added() {
     let app = start_app().await;
     let gate = Streamgate::start(&default_config(app.addr));
-    let echoed: Value = client()
-        .get(gate.url("/whoami"))
-        .header("host", "shop.example.com")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echoed: Value = get_json_with(gate.url("/whoami"), &[("host", "shop.example.com")]).await;
     let headers = &echoed["headers"];
     assert_eq!(headers["host"], json!(["shop.example.com"]));
     assert_eq!(headers["x-forwarded-for"], json!(["127.0.0.1"]));
@@ -61,18 +53,16 @@ async fn host_is_kept_and_forwarded_headers_are_added() {
     assert_eq!(headers["x-forwarded-host"], json!(["shop.example.com"]));
 
     // Behind an ingress: the chain is appended to, proto and host are kept.
-    let echoed: Value = client()
-        .get(gate.url("/whoami"))
-        .header("host", "internal:3000")
-        .header("x-forwarded-for", "203.0.113.7")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "shop.example.com")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echoed: Value = get_json_with(
+        gate.url("/whoami"),
+        &[
+            ("host", "internal:3000"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "shop.example.com"),
+        ],
+    )
+    .await;
     let headers = &echoed["headers"];
     assert_eq!(
         headers["x-forwarded-for"],

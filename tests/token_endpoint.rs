@@ -254,42 +254,31 @@ async fn every_error_status_has_the_exact_envelope() {
     let no_content_type = post_as(&gate, None, r#"{"userId":"u"}"#).await;
     assert_eq!(no_content_type.status(), 200);
 
-    assert_error(
-        post(&gate, "{}").await,
-        422,
-        "Validation failed: userId is required",
-    )
-    .await;
-    assert_error(
-        post(&gate, r#"{"userId":"u","validityInSeconds":86401}"#).await,
-        422,
-        "Validation failed: validityInSeconds must be an integer between 1 and 86400",
-    )
-    .await;
-    assert_error(
-        post(&gate, r#"{"userId":"u","validityInSeconds":"7200"}"#).await,
-        422,
-        "Validation failed: validityInSeconds must be an integer between 1 and 86400",
-    )
-    .await;
-    assert_error(
-        post(&gate, r#"{"userId":"no spaces"}"#).await,
-        422,
-        "Validation failed: userId must be 1 to 255 characters from A-Z a-z 0-9 @ _ -",
-    )
-    .await;
-    assert_error(
-        post(&gate, r#"{"userId":"u","callId":"a/b"}"#).await,
-        422,
-        "Validation failed: callId must be 1 to 64 characters from A-Z a-z 0-9 _ -",
-    )
-    .await;
-    assert_error(
-        post(&gate, r#"{"userId":"u","callType":["x"]}"#).await,
-        422,
-        "Validation failed: callType must be a string",
-    )
-    .await;
+    for (body, message) in [
+        ("{}", "Validation failed: userId is required"),
+        (
+            r#"{"userId":"u","validityInSeconds":86401}"#,
+            "Validation failed: validityInSeconds must be an integer between 1 and 86400",
+        ),
+        (
+            r#"{"userId":"u","validityInSeconds":"7200"}"#,
+            "Validation failed: validityInSeconds must be an integer between 1 and 86400",
+        ),
+        (
+            r#"{"userId":"no spaces"}"#,
+            "Validation failed: userId must be 1 to 255 characters from A-Z a-z 0-9 @ _ -",
+        ),
+        (
+            r#"{"userId":"u","callId":"a/b"}"#,
+            "Validation failed: callId must be 1 to 64 characters from A-Z a-z 0-9 _ -",
+        ),
+        (
+            r#"{"userId":"u","callType":["x"]}"#,
+            "Validation failed: callType must be a string",
+        ),
+    ] {
+        assert_error(post(&gate, body).await, 422, message).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -326,14 +315,7 @@ async fn configured_limits_apply() {
 async fn other_methods_on_the_token_path_reach_the_app() {
     let app = start_app().await;
     let gate = Streamgate::start(&default_config(app.addr));
-    let echoed: Value = client()
-        .get(gate.url("/api/tokens/user"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echoed: Value = get_json(gate.url("/api/tokens/user")).await;
     assert_eq!(echoed["method"], "GET");
     assert_eq!(echoed["path"], "/api/tokens/user");
 }
@@ -354,14 +336,7 @@ async fn unmatched_request_gets_a_json_404() {
         "Not found: no route matches GET /elsewhere",
     )
     .await;
-    let echoed: Value = client()
-        .get(gate.url("/app/x"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echoed: Value = get_json(gate.url("/app/x")).await;
     assert_eq!(echoed["path"], "/app/x");
 }
 

@@ -370,7 +370,22 @@ pub async fn get(url: String) -> reqwest::Response {
 
 /// GET `url` and parse the answer as JSON.
 pub async fn get_json(url: String) -> Value {
-    get(url).await.json().await.expect("a JSON answer")
+    get_json_with(url, &[]).await
+}
+
+/// GET `url` with extra request headers and parse the answer as JSON.
+pub async fn get_json_with(url: String, headers: &[(&str, &str)]) -> Value {
+    let mut request = client().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("a JSON answer")
 }
 
 pub fn client() -> reqwest::Client {
