@@ -895,14 +895,7 @@ impl RawUpstream {
             |field: &str, value: Option<String>, default: u64| -> Result<Duration, ConfigError> {
                 match value {
                     None => Ok(Duration::from_secs(default)),
-                    Some(text) => match humantime::parse_duration(&text) {
-                        Ok(d) if !d.is_zero() => Ok(d),
-                        Ok(_) => Err(ConfigError::new(key(field), "must be greater than zero")),
-                        Err(e) => Err(ConfigError::new(
-                            key(field),
-                            format!("{text:?} is not a duration like \"500ms\" or \"5s\": {e}"),
-                        )),
-                    },
+                    Some(text) => parse_duration(&key(field), &text, false),
                 }
             };
         Ok(Upstream {
@@ -1347,16 +1340,10 @@ fn validate_jwt(
             vec![Algorithm::HS256],
         )
     } else if let Some(path) = block.hs256_secret_file {
-        let secret = read("hs256_secret_file", &path)?;
-        let secret = secret.strip_suffix(b"\n").unwrap_or(&secret);
-        if secret.is_empty() {
-            return Err(ConfigError::new(
-                format!("{key}.hs256_secret_file"),
-                format!("{} is empty", path.display()),
-            ));
-        }
+        let secret = crate::secret::read_secret(&path)
+            .map_err(|reason| ConfigError::new(format!("{key}.hs256_secret_file"), reason))?;
         (
-            JwtKeys::Static(DecodingKey::from_secret(secret)),
+            JwtKeys::Static(DecodingKey::from_secret(&secret)),
             vec![Algorithm::HS256],
         )
     } else if let Some(path) = block.public_key_file {
@@ -1418,13 +1405,13 @@ fn validate_jwt(
         Some(audience) => validation.set_audience(&[audience]),
         None => validation.validate_aud = false,
     }
-    Ok(JwtIdentity {
+    Ok(JwtIdentity::new(
         keys,
         validation,
-        user_claim: block.user_claim,
-        roles_claim: block.roles_claim,
+        block.user_claim,
+        block.roles_claim,
         template,
-    })
+    ))
 }
 
 fn validate_cors(raw: RawCors) -> Result<CorsPolicy, ConfigError> {

@@ -376,14 +376,44 @@ impl fmt::Debug for JwtKeys {
 /// `jwt` mode: `Authorization: Bearer <JWT>` from the identity provider.
 #[derive(Debug)]
 pub struct JwtIdentity {
-    pub keys: JwtKeys,
-    pub validation: Validation,
-    pub user_claim: String,
-    pub roles_claim: Option<String>,
-    pub template: UserIdTemplate,
+    keys: JwtKeys,
+    validation: Validation,
+    /// `validation` narrowed to each accepted algorithm, built once: jsonwebtoken
+    /// wants every listed algorithm to fit the key, and a JWKS mixes RSA and EC
+    /// keys, so a JWKS token is checked against its own algorithm only.
+    per_algorithm: Vec<Validation>,
+    user_claim: String,
+    roles_claim: Option<String>,
+    template: UserIdTemplate,
 }
 
 impl JwtIdentity {
+    pub fn new(
+        keys: JwtKeys,
+        validation: Validation,
+        user_claim: String,
+        roles_claim: Option<String>,
+        template: UserIdTemplate,
+    ) -> Self {
+        let per_algorithm = validation
+            .algorithms
+            .iter()
+            .map(|algorithm| {
+                let mut narrowed = validation.clone();
+                narrowed.algorithms = vec![*algorithm];
+                narrowed
+            })
+            .collect();
+        JwtIdentity {
+            keys,
+            validation,
+            per_algorithm,
+            user_claim,
+            roles_claim,
+            template,
+        }
+    }
+
     pub fn identify(&self, authorization: Option<&[u8]>) -> Result<Identity, IdentityError> {
         let token = authorization
             .and_then(|v| std::str::from_utf8(v).ok())
@@ -410,17 +440,17 @@ impl JwtIdentity {
                 .ok_or_else(|| invalid("invalid JWT: no key in the JWKS matches its kid".into()))?;
                 let key = DecodingKey::from_jwk(jwk)
                     .map_err(|e| invalid(format!("invalid JWT: unusable JWKS key: {e}")))?;
-                if !self.validation.algorithms.contains(&header.alg) {
-                    return Err(invalid(format!(
-                        "invalid JWT: algorithm {:?} is not accepted",
-                        header.alg
-                    )));
-                }
-                // jsonwebtoken wants every listed algorithm to fit the key, and
-                // a JWKS mixes RSA and EC keys: narrow to this token's own.
-                let mut validation = self.validation.clone();
-                validation.algorithms = vec![header.alg];
-                jsonwebtoken::decode::<BTreeMap<String, Value>>(token, &key, &validation)
+                let validation = self
+                    .per_algorithm
+                    .iter()
+                    .find(|v| v.algorithms[0] == header.alg)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "invalid JWT: algorithm {:?} is not accepted",
+                            header.alg
+                        ))
+                    })?;
+                jsonwebtoken::decode::<BTreeMap<String, Value>>(token, &key, validation)
                     .map(|data| data.claims)
             }
         }
@@ -711,13 +741,13 @@ mod tests {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&["https://idp.example"]);
         validation.validate_aud = false;
-        JwtIdentity {
-            keys: JwtKeys::Static(DecodingKey::from_secret(secret)),
+        JwtIdentity::new(
+            JwtKeys::Static(DecodingKey::from_secret(secret)),
             validation,
-            user_claim: "sub".into(),
-            roles_claim: Some("roles".into()),
-            template: UserIdTemplate::default(),
-        }
+            "sub".into(),
+            Some("roles".into()),
+            UserIdTemplate::default(),
+        )
     }
 
     fn bearer(claims: Value, secret: &[u8]) -> String {
