@@ -157,7 +157,6 @@ impl Default for Metrics {
 
 /// The series of one token route, resolved once at start.
 pub struct TokenRouteMetrics {
-    pub route: String,
     pub issued: IntCounter,
     pub duration: Histogram,
 }
@@ -185,7 +184,6 @@ impl UpstreamMetrics {
 impl Metrics {
     pub fn token_route(&self, route: &str) -> TokenRouteMetrics {
         TokenRouteMetrics {
-            route: route.to_string(),
             issued: self.tokens_issued.with_label_values(&[route]),
             duration: self.token_duration.with_label_values(&[route]),
         }

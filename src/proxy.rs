@@ -589,7 +589,7 @@ impl ProxyHttp for Gateway {
                     Some(reason) => self
                         .metrics
                         .tokens_refused
-                        .with_label_values(&[counters.route.as_str(), reason])
+                        .with_label_values(&[access.route.as_str(), reason])
                         .inc(),
                 }
                 ctx.user_id = answer.user_id;
