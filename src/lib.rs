@@ -2,22 +2,36 @@
 //! `/api/tokens/call`) with a GetStream.io token and proxies every other
 //! request to the application.
 //!
-//! The crate is split so that everything a request *means* lives in modules
-//! without Pingora types ([`config`], [`routing`], [`token_contract`],
-//! [`signing`], [`identity`], [`limits`], [`cors`]) and can be tested without
-//! sockets; [`proxy`], [`admin`] and [`server`] are the thin layers that connect
-//! them to Pingora.
+//! The tree is the architecture. What a request *means* lives in modules that
+//! import nothing from Pingora and are tested without sockets (a test in
+//! `tests/layout.rs` keeps it so):
+//!
+//! - [`token`]: the token contract: body rules, refusals, claims, signing;
+//! - [`identity`]: who is calling: header, forward-auth answer, JWT/JWKS;
+//! - [`net`]: request-shape rules: trusted peers, client IP, forwarded
+//!   headers, request ids, CORS;
+//! - [`routing`]: the ordered route table.
+//!
+//! Around them: [`config`] (file → checked model), [`limits`] (rate limits),
+//! [`reload`] (following mounted files), [`telemetry`] (process log, access
+//! log, metrics). The Pingora glue is [`proxy`] (the one `ProxyHttp`),
+//! [`upstream`] (peers and sub-requests), [`respond`] (every answer
+//! streamgate writes itself), [`admin`] (probes and metrics listener) and
+//! [`server`] (process lifecycle). Dependencies point one way: the pure
+//! modules never import the glue, and no two modules import each other.
+
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
-pub mod cors;
 pub mod identity;
 pub mod limits;
-pub mod logging;
-pub mod metrics;
+pub mod net;
 pub mod proxy;
+pub mod reload;
+pub mod respond;
 pub mod routing;
-pub mod secret;
 pub mod server;
-pub mod signing;
-pub mod token_contract;
+pub mod telemetry;
+pub mod token;
+pub mod upstream;

@@ -32,7 +32,7 @@ const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    streamgate::logging::init();
+    streamgate::telemetry::process_log::init();
 
     let config = match Config::load(&cli.config) {
         Ok(config) => config,

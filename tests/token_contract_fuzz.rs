@@ -8,9 +8,7 @@ use std::time::SystemTime;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use streamgate::identity::Identity;
-use streamgate::routing::MintKind;
-use streamgate::token_contract::{TokenMinter, TokenPolicy};
+use streamgate::token::{Identity, MintKind, TokenMinter, TokenPolicy};
 
 const SECRET: &str = "fuzz-secret";
 

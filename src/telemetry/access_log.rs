@@ -1,59 +1,32 @@
-//! Process logging: `env_logger` configured by `RUST_LOG` (default `info`),
-//! with one guarantee on top: Pingora's own records are never more verbose than
-//! `info`, whatever `RUST_LOG` asks for.
-//!
-//! Pingora's debug and trace records dump request headers, query strings and
-//! socket buffers, which carry `Authorization`, cookies and the tokens we issue.
-//! "Secrets and tokens never appear in logs" has to hold at every log level an
-//! operator might turn on while debugging, so the cap is not configurable.
+//! The access log: one line per request on stdout, JSON or text, written in
+//! one `write` so that lines from concurrent requests never interleave.
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use serde::Deserialize;
 
-struct CappedDependencyLogger {
-    inner: env_logger::Logger,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFormat {
+    Json,
+    Text,
+    Off,
 }
 
-/// Targets whose records can contain request data at debug/trace level.
-fn is_capped(target: &str) -> bool {
-    target.starts_with("pingora")
+/// The `access_log:` section of the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogSettings {
+    pub format: AccessLogFormat,
+    /// Query strings often carry tokens and signed URLs, so they are left out
+    /// unless asked for.
+    pub include_query: bool,
 }
 
-impl Log for CappedDependencyLogger {
-    fn enabled(&self, metadata: &Metadata) -> bool {
-        (metadata.level() <= Level::Info || !is_capped(metadata.target()))
-            && self.inner.enabled(metadata)
-    }
-
-    fn log(&self, record: &Record) {
-        if self.enabled(record.metadata()) {
-            self.inner.log(record);
+impl Default for AccessLogSettings {
+    fn default() -> Self {
+        AccessLogSettings {
+            format: AccessLogFormat::Json,
+            include_query: false,
         }
-    }
-
-    fn flush(&self) {
-        self.inner.flush();
-    }
-}
-
-/// Installs the logger; call once, first thing in `main`.
-pub fn init() {
-    let inner =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
-    let max_level: LevelFilter = inner.filter();
-    if log::set_boxed_logger(Box::new(CappedDependencyLogger { inner })).is_ok() {
-        log::set_max_level(max_level);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pingora_targets_are_capped_and_ours_are_not() {
-        assert!(is_capped("pingora_proxy"));
-        assert!(is_capped("pingora_core::protocols::http::v1::server"));
-        assert!(!is_capped("streamgate::proxy"));
     }
 }
 
@@ -81,8 +54,7 @@ pub struct AccessRecord<'a> {
 
 impl AccessRecord<'_> {
     /// The line for `format`, without a trailing newline; `None` when off.
-    pub fn line(&self, format: crate::config::AccessLogFormat) -> Option<Vec<u8>> {
-        use crate::config::AccessLogFormat;
+    pub fn line(&self, format: AccessLogFormat) -> Option<Vec<u8>> {
         match format {
             AccessLogFormat::Off => None,
             AccessLogFormat::Json => serde_json::to_vec(self).ok(),
@@ -110,7 +82,7 @@ impl AccessRecord<'_> {
 
     /// Writes the line to stdout in one `write` so that lines from concurrent
     /// requests never interleave.
-    pub fn emit(&self, format: crate::config::AccessLogFormat) {
+    pub fn emit(&self, format: AccessLogFormat) {
         use std::io::Write;
         if let Some(mut line) = self.line(format) {
             line.push(b'\n');
@@ -120,9 +92,8 @@ impl AccessRecord<'_> {
 }
 
 #[cfg(test)]
-mod access_tests {
+mod tests {
     use super::*;
-    use crate::config::AccessLogFormat;
 
     #[test]
     fn json_line_has_the_fields_and_omits_what_is_absent() {

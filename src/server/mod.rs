@@ -17,92 +17,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use pingora::apps::ServerApp;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::prelude::*;
-use pingora::protocols::Stream;
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::server::RunArgs;
 use pingora::services::listening::Service;
-use tokio::signal::unix::{signal, SignalKind};
+
+mod signals;
 
 use crate::admin::{AdminService, Health};
 use crate::config::{Config, SecretSource};
-use crate::metrics::Metrics;
-use crate::proxy::{Gateway, UpstreamPeer};
-use crate::secret::SecretFile;
-use crate::signing::SignerSlot;
-
-/// SIGTERM: readiness off, keep serving for the drain time, then graceful
-/// shutdown. SIGQUIT: graceful upgrade. SIGINT: fast shutdown.
-struct DrainingSignals {
-    health: Arc<Health>,
-    drain: Duration,
-}
-
-#[async_trait]
-impl ShutdownSignalWatch for DrainingSignals {
-    async fn recv(&self) -> ShutdownSignal {
-        let (Ok(mut quit), Ok(mut terminate), Ok(mut interrupt)) = (
-            signal(SignalKind::quit()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            log::error!("cannot install signal handlers; shutting down");
-            return ShutdownSignal::FastShutdown;
-        };
-        tokio::select! {
-            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
-            _ = interrupt.recv() => ShutdownSignal::FastShutdown,
-            _ = terminate.recv() => {
-                self.health.start_shutdown();
-                log::info!("SIGTERM: not ready; draining for {}s before refusing connections", self.drain.as_secs());
-                tokio::select! {
-                    _ = tokio::time::sleep(self.drain) => ShutdownSignal::GracefulTerminate,
-                    _ = interrupt.recv() => ShutdownSignal::FastShutdown,
-                }
-            }
-        }
-    }
-}
-
-/// Pingora drops every connection still waiting for its request header the
-/// moment a service stops accepting, meaning to close idle keep-alives. But a
-/// connection accepted an instant earlier is in that state too, its request
-/// still on the wire: under steady load a few requests per reload were dropped
-/// unanswered that way (seen in tests/operations.rs). Waiting a moment before
-/// that clean-up lets those requests be read and served first.
-struct SettleBeforeCleanup<A> {
-    inner: Arc<A>,
-    settle: Duration,
-}
-
-#[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for SettleBeforeCleanup<A> {
-    async fn process_new(
-        self: &Arc<Self>,
-        session: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        self.inner.process_new(session, shutdown).await
-    }
-
-    async fn cleanup(&self) {
-        tokio::time::sleep(self.settle).await;
-        self.inner.cleanup().await;
-    }
-}
-
-/// How long accepted connections get to deliver their request at shutdown.
-const SETTLE: Duration = Duration::from_millis(500);
+use crate::proxy::Gateway;
+use crate::reload::{self, Reload, WatchedFile};
+use crate::telemetry::metrics::Metrics;
+use crate::token::SignerSlot;
+use crate::upstream::Upstream;
+use signals::{DrainingSignals, SettleBeforeCleanup, SETTLE};
 
 /// Builds the Pingora server for `config` and runs it until a signal stops it.
 /// With `upgrade`, the listening sockets are taken over from a running
 /// streamgate (which must then be sent SIGQUIT) instead of bound anew.
-pub fn run(config: Config, upgrade: bool) -> ! {
+pub fn run(mut config: Config, upgrade: bool) -> ! {
     let settings = config.server.clone();
     let server_conf = ServerConf {
         threads: settings.threads,
@@ -127,33 +64,23 @@ pub fn run(config: Config, upgrade: bool) -> ! {
 
     let metrics = Arc::new(Metrics::new());
     let signer = Arc::new(SignerSlot::default());
-    // Kept alive for the life of the process: dropping it stops the watch.
-    let _secret_watch = match &config.stream.api_secret {
+    let mut watched_files = std::mem::take(&mut config.watched_files);
+    match &config.stream.api_secret {
         SecretSource::Inline(secret) => {
             signer.replace(secret.as_bytes());
             metrics.secret_loaded.set(1);
-            None
         }
         SecretSource::File(path) => {
-            let file = SecretFile::new(path.clone(), Arc::clone(&signer), Arc::clone(&metrics));
-            match file.watch() {
-                Ok(watcher) => Some(watcher),
-                Err(e) => {
-                    log::error!(
-                        "cannot watch {} for changes ({e}); the secret is read once",
-                        path.display()
-                    );
-                    file.reload();
-                    None
-                }
-            }
+            watched_files.push(Arc::new(api_secret_file(path, &signer, &metrics)));
         }
-    };
+    }
+    // Kept alive for the life of the process: dropping it stops the watch.
+    let _file_watch = reload::watch(watched_files);
 
     let health = Arc::new(Health::default());
-    let probe = config.admin.readiness_probe.clone().map(|probe| {
-        let upstream = UpstreamPeer::new(&config.upstreams[probe.upstream]);
-        (probe, upstream)
+    let probe = config.admin.readiness_probe.clone().and_then(|probe| {
+        let settings = config.upstreams.iter().find(|u| u.name == probe.upstream)?;
+        Some((probe, Upstream::new(settings, &metrics)))
     });
     let mut admin = Service::new(
         "streamgate admin".to_string(),
@@ -202,4 +129,28 @@ pub fn run(config: Config, upgrade: bool) -> ! {
     });
     log::info!("streamgate stopped");
     std::process::exit(0)
+}
+
+/// The Stream API secret file, followed: a good new secret replaces the
+/// signer in one swap; the metrics say whether one is loaded and count reloads.
+fn api_secret_file(
+    path: &std::path::Path,
+    signer: &Arc<SignerSlot>,
+    metrics: &Arc<Metrics>,
+) -> WatchedFile {
+    let slot = Arc::clone(signer);
+    let apply = Box::new(move |content: &[u8]| {
+        let secret = reload::secret_from_file_content(content)?;
+        slot.replace(secret);
+        Ok(())
+    });
+    let metrics = Arc::clone(metrics);
+    WatchedFile::new(path, "Stream API secret", apply).observe(move |outcome| match outcome {
+        Reload::Loaded => {
+            metrics.secret_reloads.inc();
+            metrics.secret_loaded.set(1);
+        }
+        Reload::Failed(_) => metrics.secret_reload_failures.inc(),
+        Reload::Unchanged => {}
+    })
 }

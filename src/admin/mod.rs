@@ -18,9 +18,10 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::config::ReadinessProbe;
-use crate::metrics::Metrics;
-use crate::proxy::{ask_upstream, UpstreamPeer};
-use crate::signing::SignerSlot;
+use crate::respond::Answer;
+use crate::telemetry::metrics::Metrics;
+use crate::token::SignerSlot;
+use crate::upstream::{self, Upstream};
 
 /// Process state the probes report.
 #[derive(Debug, Default)]
@@ -39,23 +40,19 @@ impl Health {
 }
 
 pub struct AdminService {
-    pub(crate) health: Arc<Health>,
-    pub(crate) signer: Arc<SignerSlot>,
-    pub(crate) metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub signer: Arc<SignerSlot>,
+    pub metrics: Arc<Metrics>,
     /// The probe and the upstream it asks.
-    pub(crate) probe: Option<(ReadinessProbe, UpstreamPeer)>,
-    pub(crate) connector: Connector,
+    pub probe: Option<(ReadinessProbe, Upstream)>,
+    pub connector: Connector,
 }
 
+/// How much of the app's answer to the readiness probe is read at most.
+const PROBE_MAX_BODY_BYTES: usize = 64 * 1024;
+
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Vec<u8>> {
-    let body = body.to_string().into_bytes();
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_LENGTH, body.len())
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(body)
-        .unwrap_or_default()
+    Answer::json_value(status.as_u16(), &body).into_response()
 }
 
 impl AdminService {
@@ -84,7 +81,7 @@ impl AdminService {
             };
             let answer = tokio::time::timeout(
                 probe.timeout,
-                ask_upstream(&self.connector, upstream, request, 64 * 1024),
+                upstream::ask(&self.connector, upstream, request, PROBE_MAX_BODY_BYTES),
             )
             .await;
             match answer {
@@ -119,18 +116,14 @@ impl ServeHttp for AdminService {
             "/healthz" => json_response(StatusCode::OK, json!({"status": "ok"})),
             "/readyz" => self.readiness().await,
             "/metrics" => {
-                let body = self.metrics.render();
-                Response::builder()
-                    .status(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
-                    .header(header::CONTENT_LENGTH, body.len())
-                    .body(body)
-                    .unwrap_or_default()
+                Answer::content(200, "text/plain; version=0.0.4", self.metrics.render())
+                    .into_response()
             }
-            other => json_response(
-                StatusCode::NOT_FOUND,
-                json!({"success": false, "error": format!("Not found: the admin listener serves /healthz, /readyz and /metrics, not {other}")}),
-            ),
+            other => Answer::error(
+                404,
+                &format!("Not found: the admin listener serves /healthz, /readyz and /metrics, not {other}"),
+            )
+            .into_response(),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Abuse limits for token routes: a sliding-window request rate per key (the
+//! A sliding-window request rate per key in this process (the
 //! client IP, or the user a token is minted for).
 //!
 //! Built on `pingora-limits`, whose count-min sketch has a fixed memory cost no

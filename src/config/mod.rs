@@ -1,0 +1,137 @@
+//! Configuration: one YAML file, read and checked once at start.
+//!
+//! In layers, as river does: [`raw`] holds the serde shapes of the file (the
+//! public surface, one per section), [`env`] expands `${VAR}` inside string
+//! values, `validate/` turns each section into the typed [`model`] and records
+//! every problem with its key path, and [`resolve`] does the I/O that checking
+//! needs (DNS for upstream addresses, reading key files). The result is a
+//! [`Config`]; nothing after it re-validates a string.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+mod env;
+mod error;
+mod model;
+mod raw;
+mod resolve;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::{
+    AdminSettings, RateLimitSetting, RateLimitSettings, ReadinessProbe, RouteAction, SecretSource,
+    ServerSettings, StreamCredentials, TokenRouteSettings, UpstreamSettings,
+};
+
+use crate::identity::IdentitySource;
+use crate::net::TrustedNetworks;
+use crate::reload::WatchedFile;
+use crate::routing::RouteTable;
+use crate::telemetry::access_log::AccessLogSettings;
+use crate::token::TokenPolicy;
+use error::Errors;
+
+/// The secret shipped in `conf/streamgate.yaml` for `make run`. Seeing it at start
+/// means the deployment forgot to provide a real one.
+pub const DEV_SECRET: &str = "dev-secret-do-not-use-in-production";
+
+/// The validated configuration streamgate runs with.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub upstreams: Vec<UpstreamSettings>,
+    pub stream: StreamCredentials,
+    pub tokens: TokenPolicy,
+    pub routes: RouteTable<RouteAction>,
+    pub trusted_cidrs: TrustedNetworks,
+    pub rate_limits: RateLimitSettings,
+    pub admin: AdminSettings,
+    pub access_log: AccessLogSettings,
+    pub server: ServerSettings,
+    /// Key files the running server follows (JWKS), already read once here.
+    pub watched_files: Vec<Arc<WatchedFile>>,
+}
+
+impl Config {
+    /// Reads, expands and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+        Config::from_yaml(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration text; `env` looks up variables for `${VAR}` expansion.
+    pub fn from_yaml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut document: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| ConfigError::new("", format!("invalid YAML: {e}")))?;
+        if document.is_null() {
+            return Err(ConfigError::new("", "the file is empty").into());
+        }
+        let mut errors = Errors::default();
+        env::expand_env(&mut document, &mut String::new(), env, &mut errors);
+        let config = raw::RawConfig::from_document(document, &mut errors)
+            .and_then(|raw| validate::config(raw, &mut errors));
+        match config {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(ConfigErrors(errors.into_inner())),
+        }
+    }
+
+    /// The token routes with their settings, in table order, each with the
+    /// route's description (`POST /api/tokens/user`).
+    pub fn token_routes(&self) -> impl Iterator<Item = (String, &TokenRouteSettings)> {
+        self.routes
+            .routes()
+            .iter()
+            .filter_map(|route| match &route.action {
+                RouteAction::Mint(settings) => Some((route.describe(), settings.as_ref())),
+                _ => None,
+            })
+    }
+
+    /// Things that are allowed but that an operator must hear about at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        match &self.stream.api_secret {
+            SecretSource::Inline(secret) if secret == DEV_SECRET => {
+                warnings.push(
+                    "stream.api_secret is the DEVELOPMENT secret from conf/streamgate.yaml: \
+                 tokens signed with it are rejected by Stream and anyone can forge them. \
+                 Set STREAM_API_SECRET or stream.api_secret_file before deploying."
+                        .to_string(),
+                );
+            }
+            SecretSource::File(path) => {
+                if let Err(reason) = crate::reload::read_secret(path) {
+                    warnings.push(format!(
+                        "stream.api_secret_file: {reason}; streamgate will run but stay not ready, \
+                         answering 503 on token routes, until the file holds a secret"
+                    ));
+                }
+            }
+            SecretSource::Inline(_) => {}
+        }
+        for (route, settings) in self.token_routes() {
+            if let IdentitySource::None = settings.identity {
+                warnings.push(format!(
+                    "route {route} has no identity check (identity.mode: none): anyone who can reach {} \
+                     can mint a Stream token for ANY userId",
+                    self.listen_description()
+                ));
+            }
+        }
+        warnings
+    }
+
+    fn listen_description(&self) -> String {
+        let addresses: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
+        addresses.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests;

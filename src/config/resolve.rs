@@ -1,0 +1,94 @@
+//! The I/O that checking a configuration needs, in one place: resolving
+//! upstream host names and reading key files. Everything else in `config/` is
+//! pure, so this file is the list of what `streamgate -t` touches beyond the
+//! configuration file itself.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use super::error::ConfigError;
+use crate::identity::{decoding_key_from_pem, JwksKeys, JwtKeys};
+use crate::reload::WatchedFile;
+
+/// `host:port` resolved to its first address.
+pub(super) fn socket_address(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.to_socket_addrs()
+        .map_err(|e| ConfigError::new(key, format!("cannot resolve {text:?} as host:port: {e}")))?
+        .next()
+        .ok_or_else(|| ConfigError::new(key, format!("{text:?} resolves to no address")))
+}
+
+/// Where `jwt` mode's verification key comes from, as configured.
+pub(super) enum JwtKeySource {
+    Secret(String),
+    SecretFile(PathBuf),
+    PublicKeyFile(PathBuf),
+    JwksFile(PathBuf),
+}
+
+/// A key source, read.
+pub(super) struct ResolvedJwtKeys {
+    pub keys: JwtKeys,
+    /// What a key of this kind verifies when `algorithms` is not set.
+    pub default_algorithms: Vec<Algorithm>,
+    /// The JWKS file to follow while running.
+    pub watched: Option<Arc<WatchedFile>>,
+}
+
+/// Reads the key of `jwt` mode; `key` is the `…jwt` key path for errors.
+pub(super) fn jwt_keys(key: &str, source: JwtKeySource) -> Result<ResolvedJwtKeys, ConfigError> {
+    let fixed = |keys, algorithm| ResolvedJwtKeys {
+        keys: JwtKeys::Static(keys),
+        default_algorithms: vec![algorithm],
+        watched: None,
+    };
+    match source {
+        JwtKeySource::Secret(secret) if secret.is_empty() => Err(ConfigError::new(
+            format!("{key}.hs256_secret"),
+            "must not be empty",
+        )),
+        JwtKeySource::Secret(secret) => Ok(fixed(
+            DecodingKey::from_secret(secret.as_bytes()),
+            Algorithm::HS256,
+        )),
+        JwtKeySource::SecretFile(path) => {
+            let secret = crate::reload::read_secret(&path)
+                .map_err(|reason| ConfigError::new(format!("{key}.hs256_secret_file"), reason))?;
+            Ok(fixed(DecodingKey::from_secret(&secret), Algorithm::HS256))
+        }
+        JwtKeySource::PublicKeyFile(path) => {
+            let field = format!("{key}.public_key_file");
+            let pem = read(&field, &path)?;
+            let (decoding_key, algorithm) = decoding_key_from_pem(&pem).map_err(|reason| {
+                ConfigError::new(field, format!("{}: {reason}", path.display()))
+            })?;
+            Ok(fixed(decoding_key, algorithm))
+        }
+        JwtKeySource::JwksFile(path) => {
+            let field = format!("{key}.jwks_file");
+            let document = read(&field, &path)?;
+            let keys = Arc::new(JwksKeys::parse(&document).map_err(|reason| {
+                ConfigError::new(field, format!("JWKS file {}: {reason}", path.display()))
+            })?);
+            let target = Arc::clone(&keys);
+            let watched = WatchedFile::new(
+                path,
+                "JWKS",
+                Box::new(move |content| target.replace(content)),
+            );
+            Ok(ResolvedJwtKeys {
+                keys: JwtKeys::Jwks(keys),
+                default_algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+                watched: Some(Arc::new(watched)),
+            })
+        }
+    }
+}
+
+fn read(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
+}

@@ -1,0 +1,203 @@
+use std::time::Duration;
+
+use http::Method;
+
+use super::*;
+use crate::telemetry::access_log::AccessLogFormat;
+use crate::token::MintKind;
+
+const MINIMAL: &str = r#"
+listen: ["127.0.0.1:3000"]
+upstreams:
+  app: { address: "127.0.0.1:8080" }
+stream:
+  api_key: key
+  api_secret: "${SECRET}"
+"#;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SECRET" => Some("s3cr3t \"#: value".to_string()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+/// The configuration, or its first error.
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_yaml(text, &env).map_err(|errors| errors.0[0].clone())
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let text = r#"
+listen: ["nowhere"]
+upstreams:
+  app: { address: "127.0.0.1:8080", read_timeout: soon }
+stream: { api_key: "", api_secret: "${NOPE}" }
+tokens: { max_body_bytes: 0 }
+colour: blue
+"#;
+    let errors = Config::from_yaml(text, &env).unwrap_err().0;
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    for expected in [
+        "stream.api_secret",
+        "colour",
+        "listen[0]",
+        "upstreams.app.read_timeout",
+        "stream.api_key",
+        "tokens.max_body_bytes",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+    }
+}
+
+#[test]
+fn route_errors_are_each_reported() {
+    let text = format!(
+        "{MINIMAL}routes:\n  - {{ match: {{ path: x }}, upstream: app }}\n  - {{ match: {{ path_prefix: / }}, upstream: web }}\n"
+    );
+    let errors = Config::from_yaml(&text, &env).unwrap_err().0;
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["routes[0].match", "routes[1].upstream"]);
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let config = load(MINIMAL).expect("valid");
+    assert!(config.stream.api_secret == SecretSource::Inline("s3cr3t \"#: value".into()));
+    assert_eq!(config.admin.listen, "0.0.0.0:9901".parse().unwrap());
+    assert_eq!(config.access_log.format, AccessLogFormat::Json);
+    assert_eq!(config.tokens, TokenPolicy::default());
+    assert_eq!(config.routes.routes().len(), 3);
+    assert_eq!(config.token_routes().count(), 2);
+    assert_eq!(config.server.grace_period_seconds, 5);
+    assert_eq!(config.upstreams[0].connect_timeout, Duration::from_secs(5));
+    assert_eq!(config.upstreams[0].sni, "127.0.0.1");
+}
+
+#[test]
+fn unset_variable_names_the_key() {
+    let err = load(&MINIMAL.replace("${SECRET}", "${NOPE}")).unwrap_err();
+    assert_eq!(err.key, "stream.api_secret");
+    assert!(err.reason.contains("NOPE is not set"), "{err}");
+}
+
+#[test]
+fn empty_secret_is_rejected() {
+    let err = load(&MINIMAL.replace("${SECRET}", "${EMPTY:-}")).unwrap_err();
+    assert_eq!(err.to_string(), "stream.api_secret: must not be empty");
+}
+
+#[test]
+fn unknown_upstream_in_route_is_rejected() {
+    let text = format!("{MINIMAL}routes:\n  - {{ match: {{ path_prefix: / }}, upstream: web }}\n");
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.key, "routes[0].upstream");
+    assert!(err.reason.contains("unknown upstream \"web\""), "{err}");
+}
+
+#[test]
+fn empty_upstreams_are_rejected() {
+    let text = MINIMAL
+        .replace("  app: { address: \"127.0.0.1:8080\" }\n", "")
+        .replace("upstreams:", "upstreams: {}");
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.key, "upstreams");
+}
+
+#[test]
+fn typo_names_the_key() {
+    let err = load(&MINIMAL.replace("api_key", "apikey")).unwrap_err();
+    assert_eq!(err.key, "stream.apikey");
+    assert!(err.reason.contains("unknown field `apikey`"), "{err}");
+}
+
+#[test]
+fn bad_duration_names_the_key() {
+    let err = load(&MINIMAL.replace(
+        "address: \"127.0.0.1:8080\"",
+        "address: \"127.0.0.1:8080\", read_timeout: soon",
+    ))
+    .unwrap_err();
+    assert_eq!(err.key, "upstreams.app.read_timeout");
+}
+
+#[test]
+fn default_validity_above_max_is_rejected() {
+    let text =
+        format!("{MINIMAL}tokens: {{ default_validity_seconds: 10, max_validity_seconds: 5 }}\n");
+    assert_eq!(
+        load(&text).unwrap_err().key,
+        "tokens.default_validity_seconds"
+    );
+}
+
+#[test]
+fn secret_never_in_debug_output() {
+    let config = load(MINIMAL).unwrap();
+    assert!(!format!("{config:?}").contains("s3cr3t"));
+}
+
+#[test]
+fn dev_secret_and_open_mint_route_warn() {
+    let config = load(&MINIMAL.replace("${SECRET}", DEV_SECRET)).unwrap();
+    let warnings = config.warnings();
+    assert!(warnings.iter().any(|w| w.contains("DEVELOPMENT secret")));
+    assert!(warnings
+        .iter()
+        .any(|w| w.contains("POST /api/tokens/user") && w.contains("ANY userId")));
+}
+
+/// What a request leads to in a config's table: the token kind, the upstream
+/// name, or "direct".
+fn action_of(config: &Config, method: Method, path: &str) -> Option<String> {
+    config
+        .routes
+        .find(&method, path)
+        .map(|route| match &route.action {
+            RouteAction::Mint(settings) => format!("{:?}", settings.kind),
+            RouteAction::Proxy(upstream) => upstream.clone(),
+            RouteAction::Respond(_) => "direct".into(),
+        })
+}
+
+#[test]
+fn default_table_mints_only_post_on_exact_paths() {
+    let config = load(MINIMAL).unwrap();
+    let action = |m: Method, p: &str| action_of(&config, m, p);
+    let user = format!("{:?}", MintKind::UserToken);
+    let call = format!("{:?}", MintKind::CallToken);
+    assert_eq!(action(Method::POST, "/api/tokens/user"), Some(user));
+    assert_eq!(action(Method::POST, "/api/tokens/call"), Some(call));
+    for (method, path) in [
+        (Method::GET, "/api/tokens/user"),
+        (Method::POST, "/api/tokens/user/x"),
+        (Method::POST, "/api/tokens/users"),
+        (Method::DELETE, "/anything"),
+    ] {
+        assert_eq!(action(method, path), Some("app".into()), "{path}");
+    }
+    let descriptions: Vec<String> = config.token_routes().map(|(d, _)| d).collect();
+    assert_eq!(
+        descriptions,
+        ["POST /api/tokens/user", "POST /api/tokens/call"]
+    );
+}
+
+#[test]
+fn zero_timeouts_are_rejected_and_ttls_may_be_zero() {
+    let err = load(&MINIMAL.replace(
+        "address: \"127.0.0.1:8080\"",
+        "address: \"127.0.0.1:8080\", connect_timeout: 0s",
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "upstreams.app.connect_timeout: must be greater than zero"
+    );
+    let text = format!(
+        "{MINIMAL}identity:\n  mode: forward_auth\n  forward_auth: {{ path: /me, user_id_pointer: /id, cache_ttl: 0s }}\n"
+    );
+    assert!(load(&text).is_ok());
+}

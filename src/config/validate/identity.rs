@@ -1,0 +1,194 @@
+//! `identity` (top-level or per token route): the mode and its block.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, Validation};
+
+use super::{header_name, json_pointer, method, nonzero, upstream_name};
+use crate::config::error::ConfigError;
+use crate::config::raw::{IdentityMode, RawIdentity, RawJwt};
+use crate::config::resolve::{self, JwtKeySource};
+use crate::config::UpstreamSettings;
+use crate::identity::{
+    ForwardAuth, HeaderIdentity, IdentitySource, JwtIdentity, UserIdLocation, UserIdTemplate,
+};
+use crate::reload::WatchedFile;
+
+/// The most of a session endpoint's answer streamgate reads.
+const FORWARD_AUTH_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The identity source of a token route; `key` is where `raw` was written
+/// (`identity` or `routes[2].identity`). Key files are read here (through
+/// [`resolve`]); a JWKS file to follow while running goes into `watched_files`.
+pub(super) fn identity(
+    raw: RawIdentity,
+    key: &str,
+    upstreams: &[UpstreamSettings],
+    watched_files: &mut Vec<Arc<WatchedFile>>,
+) -> Result<IdentitySource, ConfigError> {
+    let template = match &raw.user_id_template {
+        Some(t) => UserIdTemplate::parse(t)
+            .map_err(|reason| ConfigError::new(format!("{key}.user_id_template"), reason))?,
+        None => UserIdTemplate::default(),
+    };
+    let stray = [
+        ("header", raw.header.is_some(), IdentityMode::Header),
+        (
+            "forward_auth",
+            raw.forward_auth.is_some(),
+            IdentityMode::ForwardAuth,
+        ),
+        ("jwt", raw.jwt.is_some(), IdentityMode::Jwt),
+    ];
+    if let Some((block, ..)) = stray
+        .iter()
+        .find(|(_, present, mode)| *present && raw.mode != *mode)
+    {
+        return Err(ConfigError::new(
+            format!("{key}.{block}"),
+            format!("is set but identity.mode is not {block}"),
+        ));
+    }
+    let required = |block: &str| {
+        ConfigError::new(
+            format!("{key}.{block}"),
+            format!("is required when mode is {block}"),
+        )
+    };
+    match raw.mode {
+        IdentityMode::None => Ok(IdentitySource::None),
+        IdentityMode::Header => {
+            let block = raw.header.unwrap_or_default();
+            Ok(IdentitySource::Header(HeaderIdentity {
+                user_header: header_name(&format!("{key}.header.user"), &block.user)?,
+                roles_header: block
+                    .roles
+                    .map(|r| header_name(&format!("{key}.header.roles"), &r))
+                    .transpose()?,
+                template,
+            }))
+        }
+        IdentityMode::ForwardAuth => {
+            let block = raw.forward_auth.ok_or_else(|| required("forward_auth"))?;
+            let key = format!("{key}.forward_auth");
+            let upstream = upstream_name(
+                &format!("{key}.upstream"),
+                block.upstream.as_deref(),
+                upstreams,
+            )?;
+            if !block.path.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("{key}.path"),
+                    "must start with '/'",
+                ));
+            }
+            let user_id = match (block.user_id_header, block.user_id_pointer) {
+                (Some(h), None) => {
+                    UserIdLocation::Header(header_name(&format!("{key}.user_id_header"), &h)?)
+                }
+                (None, Some(p)) => {
+                    UserIdLocation::JsonPointer(json_pointer(&format!("{key}.user_id_pointer"), p)?)
+                }
+                _ => {
+                    return Err(ConfigError::new(
+                        key,
+                        "needs exactly one of user_id_header or user_id_pointer",
+                    ))
+                }
+            };
+            Ok(IdentitySource::ForwardAuth(ForwardAuth {
+                upstream,
+                method: method(&format!("{key}.method"), &block.method)?,
+                path: block.path,
+                user_id,
+                roles_pointer: block
+                    .roles_pointer
+                    .map(|p| json_pointer(&format!("{key}.roles_pointer"), p))
+                    .transpose()?,
+                timeout: nonzero(&format!("{key}.timeout"), block.timeout)?,
+                cache_ttl: block.cache_ttl,
+                max_body_bytes: FORWARD_AUTH_MAX_BODY_BYTES,
+                template,
+            }))
+        }
+        IdentityMode::Jwt => {
+            let block = raw.jwt.ok_or_else(|| required("jwt"))?;
+            jwt(block, &format!("{key}.jwt"), template, watched_files)
+                .map(|jwt| IdentitySource::Jwt(Box::new(jwt)))
+        }
+    }
+}
+
+fn jwt(
+    block: RawJwt,
+    key: &str,
+    template: UserIdTemplate,
+    watched_files: &mut Vec<Arc<WatchedFile>>,
+) -> Result<JwtIdentity, ConfigError> {
+    let source = match (
+        block.hs256_secret,
+        block.hs256_secret_file,
+        block.public_key_file,
+        block.jwks_file,
+    ) {
+        (Some(secret), None, None, None) => JwtKeySource::Secret(secret),
+        (None, Some(path), None, None) => JwtKeySource::SecretFile(path),
+        (None, None, Some(path), None) => JwtKeySource::PublicKeyFile(path),
+        (None, None, None, Some(path)) => JwtKeySource::JwksFile(path),
+        _ => return Err(ConfigError::new(
+            key,
+            "needs exactly one of hs256_secret, hs256_secret_file, public_key_file or jwks_file",
+        )),
+    };
+    let key_is_secret = matches!(
+        source,
+        JwtKeySource::Secret(_) | JwtKeySource::SecretFile(_)
+    );
+    let resolved = resolve::jwt_keys(key, source)?;
+    if let Some(file) = resolved.watched {
+        watched_files.push(file);
+    }
+    let algorithms = match block.algorithms {
+        None => resolved.default_algorithms,
+        Some(names) => names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                name.parse::<Algorithm>().map_err(|_| {
+                    ConfigError::new(
+                        format!("{key}.algorithms[{i}]"),
+                        format!("{name:?} is not a JWT algorithm"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    // An HMAC algorithm beside a public key is the classic algorithm-confusion
+    // hole (the public key used as an HMAC secret); refuse any mix outright.
+    let is_hmac =
+        |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+    if algorithms.is_empty() || algorithms.iter().any(|a| is_hmac(a) != key_is_secret) {
+        return Err(ConfigError::new(
+            format!("{key}.algorithms"),
+            "HS256/HS384/HS512 go with hs256_secret(_file) only, and public keys with RS*/PS*/ES*/EdDSA only",
+        ));
+    }
+    let mut validation = Validation::new(algorithms[0]);
+    validation.algorithms = algorithms;
+    validation.validate_nbf = true;
+    validation.leeway = block.leeway.as_secs();
+    if let Some(issuer) = &block.issuer {
+        validation.set_issuer(&[issuer]);
+    }
+    match &block.audience {
+        Some(audience) => validation.set_audience(&[audience]),
+        None => validation.validate_aud = false,
+    }
+    Ok(JwtIdentity::new(
+        resolved.keys,
+        validation,
+        block.user_claim,
+        block.roles_claim,
+        template,
+    ))
+}

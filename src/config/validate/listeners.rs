@@ -1,0 +1,127 @@
+//! Where streamgate listens and what it connects to: `listen`, `upstreams`,
+//! `admin` and `server`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use super::{nonzero, upstream_name};
+use crate::config::error::{ConfigError, Errors};
+use crate::config::raw::{RawAdmin, RawUpstream};
+use crate::config::resolve;
+use crate::config::{AdminSettings, ReadinessProbe, ServerSettings, UpstreamSettings};
+
+const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9901";
+
+/// `IP:port`, as listeners bind it (no host names: a listener binds an address).
+fn listen_address(key: &str, text: &str, example: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse::<SocketAddr>().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("{text:?} is not an IP:port address (e.g. \"{example}\")"),
+        )
+    })
+}
+
+pub(super) fn listen(raw: &[String], errors: &mut Errors) -> Vec<SocketAddr> {
+    if raw.is_empty() {
+        errors.push(ConfigError::new(
+            "listen",
+            "at least one address is required",
+        ));
+    }
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, address)| {
+            errors.keep(listen_address(
+                &format!("listen[{i}]"),
+                address,
+                "0.0.0.0:3000",
+            ))
+        })
+        .collect()
+}
+
+/// Every upstream, or `None` when any is broken or there is none.
+pub(super) fn upstreams(
+    raw: BTreeMap<String, RawUpstream>,
+    errors: &mut Errors,
+) -> Option<Vec<UpstreamSettings>> {
+    if raw.is_empty() {
+        errors.push(ConfigError::new(
+            "upstreams",
+            "at least one upstream is required (the application streamgate sits in front of)",
+        ));
+        return None;
+    }
+    let count = raw.len();
+    let upstreams: Vec<UpstreamSettings> = raw
+        .into_iter()
+        .filter_map(|(name, raw)| errors.keep(upstream(name, raw)))
+        .collect();
+    (upstreams.len() == count).then_some(upstreams)
+}
+
+fn upstream(name: String, raw: RawUpstream) -> Result<UpstreamSettings, ConfigError> {
+    let key = |field: &str| format!("upstreams.{name}.{field}");
+    if raw.address.trim().is_empty() {
+        return Err(ConfigError::new(key("address"), "must not be empty"));
+    }
+    let address = resolve::socket_address(&key("address"), &raw.address)?;
+    let host = raw
+        .address
+        .rsplit_once(':')
+        .map_or(raw.address.as_str(), |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    Ok(UpstreamSettings {
+        sni: raw.sni.unwrap_or_else(|| host.to_string()),
+        connect_timeout: nonzero(&key("connect_timeout"), raw.connect_timeout)?,
+        read_timeout: nonzero(&key("read_timeout"), raw.read_timeout)?,
+        write_timeout: nonzero(&key("write_timeout"), raw.write_timeout)?,
+        idle_timeout: nonzero(&key("idle_timeout"), raw.idle_timeout)?,
+        name,
+        address,
+        tls: raw.tls,
+        verify_cert: raw.verify_cert,
+    })
+}
+
+pub(super) fn admin(
+    raw: RawAdmin,
+    upstreams: &[UpstreamSettings],
+) -> Result<AdminSettings, ConfigError> {
+    let text = raw.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+    let listen = listen_address("admin.listen", text, "0.0.0.0:9901")?;
+    let readiness_probe = match raw.readiness_probe {
+        None => None,
+        Some(probe) => {
+            let upstream = upstream_name(
+                "admin.readiness_probe.upstream",
+                probe.upstream.as_deref(),
+                upstreams,
+            )?;
+            if !probe.path.starts_with('/') {
+                return Err(ConfigError::new(
+                    "admin.readiness_probe.path",
+                    "must start with '/'",
+                ));
+            }
+            Some(ReadinessProbe {
+                upstream,
+                path: probe.path,
+                timeout: nonzero("admin.readiness_probe.timeout", probe.timeout)?,
+            })
+        }
+    };
+    Ok(AdminSettings {
+        listen,
+        readiness_probe,
+    })
+}
+
+pub(super) fn server(server: ServerSettings) -> Result<ServerSettings, ConfigError> {
+    if server.threads == 0 {
+        return Err(ConfigError::new("server.threads", "must be at least 1"));
+    }
+    Ok(server)
+}

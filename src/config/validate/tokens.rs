@@ -1,0 +1,152 @@
+//! What token routes sign with and what they may grant: `stream`, `tokens`,
+//! `cors` and `rate_limits`.
+
+use super::nonzero;
+use crate::config::error::{ConfigError, Errors};
+use crate::config::raw::{RawCors, RawRateLimit, RawRateLimits, RawStream, RawTokens};
+use crate::config::{RateLimitSetting, RateLimitSettings, SecretSource, StreamCredentials};
+use crate::net::cors::{AllowedOrigins, CorsPolicy};
+use crate::token::{is_name, TokenPolicy, NAME_RULE};
+
+pub(super) fn stream(raw: RawStream) -> Result<StreamCredentials, ConfigError> {
+    if raw.api_key.trim().is_empty() {
+        return Err(ConfigError::new("stream.api_key", "must not be empty"));
+    }
+    let api_secret = match (raw.api_secret, raw.api_secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "stream",
+                "set either api_secret or api_secret_file, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                "stream.api_secret",
+                "is required (or stream.api_secret_file)",
+            ))
+        }
+        (Some(secret), None) if secret.is_empty() => {
+            return Err(ConfigError::new("stream.api_secret", "must not be empty"))
+        }
+        (Some(secret), None) => SecretSource::Inline(secret),
+        (None, Some(file)) => SecretSource::File(file),
+    };
+    Ok(StreamCredentials {
+        api_key: raw.api_key,
+        api_secret,
+    })
+}
+
+pub(super) fn policy(raw: RawTokens) -> Result<TokenPolicy, ConfigError> {
+    if raw.max_validity_seconds == 0 {
+        return Err(ConfigError::new(
+            "tokens.max_validity_seconds",
+            "must be at least 1",
+        ));
+    }
+    if raw.default_validity_seconds == 0 || raw.default_validity_seconds > raw.max_validity_seconds
+    {
+        return Err(ConfigError::new(
+            "tokens.default_validity_seconds",
+            format!(
+                "must be between 1 and tokens.max_validity_seconds ({})",
+                raw.max_validity_seconds
+            ),
+        ));
+    }
+    if raw.max_body_bytes == 0 {
+        return Err(ConfigError::new(
+            "tokens.max_body_bytes",
+            "must be at least 1",
+        ));
+    }
+    names("tokens.anyone_roles", &raw.anyone_roles)?;
+    if let Some(types) = &raw.allowed_call_types {
+        names("tokens.allowed_call_types", types)?;
+    }
+    Ok(TokenPolicy {
+        default_validity_seconds: raw.default_validity_seconds,
+        max_validity_seconds: raw.max_validity_seconds,
+        iat_leeway_seconds: raw.iat_leeway_seconds,
+        max_body_bytes: raw.max_body_bytes,
+        anyone_roles: raw.anyone_roles,
+        allowed_call_types: raw.allowed_call_types,
+    })
+}
+
+/// Role and call-type names, checked by the token contract's own rule.
+fn names(key: &str, list: &[String]) -> Result<(), ConfigError> {
+    match list.iter().position(|name| !is_name(name)) {
+        Some(i) => Err(ConfigError::new(
+            format!("{key}[{i}]"),
+            format!("{:?} {NAME_RULE}", list[i]),
+        )),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn cors(raw: RawCors) -> Result<CorsPolicy, ConfigError> {
+    let origins = if raw.allowed_origins.iter().any(|o| o == "*") {
+        if raw.allowed_origins.len() > 1 {
+            return Err(ConfigError::new(
+                "cors.allowed_origins",
+                "\"*\" cannot be combined with other origins",
+            ));
+        }
+        if raw.allow_credentials {
+            return Err(ConfigError::new(
+                "cors.allowed_origins",
+                "\"*\" cannot be used with allow_credentials: true (browsers refuse it); list the origins",
+            ));
+        }
+        AllowedOrigins::Any
+    } else if raw.allowed_origins.is_empty() {
+        return Err(ConfigError::new(
+            "cors.allowed_origins",
+            "must list at least one origin",
+        ));
+    } else {
+        for (i, origin) in raw.allowed_origins.iter().enumerate() {
+            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.ends_with('/');
+            if !valid {
+                return Err(ConfigError::new(
+                    format!("cors.allowed_origins[{i}]"),
+                    format!("{origin:?} is not an origin like \"https://app.example.com\" (scheme and host, no path)"),
+                ));
+            }
+        }
+        AllowedOrigins::List(raw.allowed_origins)
+    };
+    Ok(CorsPolicy {
+        origins,
+        allow_credentials: raw.allow_credentials,
+        allowed_methods: raw.allowed_methods.join(", "),
+        allowed_headers: raw.allowed_headers.join(", "),
+        max_age_seconds: raw.max_age.as_secs(),
+    })
+}
+
+pub(super) fn rate_limits(raw: RawRateLimits, errors: &mut Errors) -> RateLimitSettings {
+    RateLimitSettings {
+        per_identity: raw
+            .per_identity
+            .and_then(|r| errors.keep(rate_limit(r, "rate_limits.per_identity"))),
+        per_client_ip: raw
+            .per_client_ip
+            .and_then(|r| errors.keep(rate_limit(r, "rate_limits.per_client_ip"))),
+    }
+}
+
+fn rate_limit(raw: RawRateLimit, key: &str) -> Result<RateLimitSetting, ConfigError> {
+    if raw.requests == 0 {
+        return Err(ConfigError::new(
+            format!("{key}.requests"),
+            "must be at least 1",
+        ));
+    }
+    Ok(RateLimitSetting {
+        requests: raw.requests,
+        window: nonzero(&format!("{key}.window"), raw.window)?,
+    })
+}

@@ -1,0 +1,157 @@
+//! `jwt` mode: `Authorization: Bearer <JWT>` from the company's identity
+//! provider, verified with a fixed key or a JWKS ([`super::jwks`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use super::jwks::JwksKeys;
+use super::{scalar_string, string_list, Identity, IdentityError, UserIdTemplate};
+
+pub(crate) const BEARER_CHALLENGE: &str = r#"Bearer realm="streamgate""#;
+const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="streamgate", error="invalid_token""#;
+
+/// Where JWT verification keys come from.
+pub enum JwtKeys {
+    Static(DecodingKey),
+    /// A key set that can change while streamgate runs (a JWKS file that
+    /// [`crate::reload`] follows).
+    Jwks(Arc<JwksKeys>),
+}
+
+impl fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwtKeys::Static(_) => f.write_str("Static(<key>)"),
+            JwtKeys::Jwks(keys) => write!(f, "Jwks({} keys)", keys.current().keys.len()),
+        }
+    }
+}
+
+/// `jwt` mode: `Authorization: Bearer <JWT>` from the identity provider.
+#[derive(Debug)]
+pub struct JwtIdentity {
+    keys: JwtKeys,
+    validation: Validation,
+    /// `validation` narrowed to each accepted algorithm, built once: jsonwebtoken
+    /// wants every listed algorithm to fit the key, and a JWKS mixes RSA and EC
+    /// keys, so a JWKS token is checked against its own algorithm only.
+    per_algorithm: Vec<Validation>,
+    user_claim: String,
+    roles_claim: Option<String>,
+    template: UserIdTemplate,
+}
+
+impl JwtIdentity {
+    pub fn new(
+        keys: JwtKeys,
+        validation: Validation,
+        user_claim: String,
+        roles_claim: Option<String>,
+        template: UserIdTemplate,
+    ) -> Self {
+        let per_algorithm = validation
+            .algorithms
+            .iter()
+            .map(|algorithm| {
+                let mut narrowed = validation.clone();
+                narrowed.algorithms = vec![*algorithm];
+                narrowed
+            })
+            .collect();
+        JwtIdentity {
+            keys,
+            validation,
+            per_algorithm,
+            user_claim,
+            roles_claim,
+            template,
+        }
+    }
+
+    pub fn identify(&self, authorization: Option<&[u8]>) -> Result<Identity, IdentityError> {
+        let token = authorization
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(bearer_token)
+            .ok_or_else(|| {
+                IdentityError::unauthorized(
+                    "an Authorization: Bearer <JWT> header is required",
+                    Some(BEARER_CHALLENGE),
+                )
+            })?;
+        let invalid =
+            |reason: String| IdentityError::unauthorized(reason, Some(INVALID_TOKEN_CHALLENGE));
+        let claims = match &self.keys {
+            JwtKeys::Static(key) => self.decode(token, key),
+            JwtKeys::Jwks(keys) => {
+                let header = jsonwebtoken::decode_header(token)
+                    .map_err(|e| invalid(format!("invalid JWT: {e}")))?;
+                let keys = keys.current();
+                let jwk = match header.kid.as_deref() {
+                    Some(kid) => keys.find(kid),
+                    None if keys.keys.len() == 1 => keys.keys.first(),
+                    None => None,
+                }
+                .ok_or_else(|| invalid("invalid JWT: no key in the JWKS matches its kid".into()))?;
+                let key = DecodingKey::from_jwk(jwk)
+                    .map_err(|e| invalid(format!("invalid JWT: unusable JWKS key: {e}")))?;
+                let validation = self
+                    .per_algorithm
+                    .iter()
+                    .find(|v| v.algorithms[0] == header.alg)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "invalid JWT: algorithm {:?} is not accepted",
+                            header.alg
+                        ))
+                    })?;
+                jsonwebtoken::decode::<BTreeMap<String, Value>>(token, &key, validation)
+                    .map(|data| data.claims)
+            }
+        }
+        .map_err(|e| invalid(format!("invalid JWT: {e}")))?;
+        let user = claims
+            .get(&self.user_claim)
+            .and_then(scalar_string)
+            .ok_or_else(|| invalid(format!("the JWT has no {:?} claim", self.user_claim)))?;
+        let roles = self
+            .roles_claim
+            .as_ref()
+            .and_then(|claim| claims.get(claim))
+            .map(string_list)
+            .unwrap_or_default();
+        self.template.apply(&user, roles)
+    }
+
+    fn decode(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+    ) -> Result<BTreeMap<String, Value>, jsonwebtoken::errors::Error> {
+        jsonwebtoken::decode::<BTreeMap<String, Value>>(token, key, &self.validation)
+            .map(|data| data.claims)
+    }
+}
+
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Reads a PEM public key of any type jsonwebtoken verifies with.
+pub fn decoding_key_from_pem(pem: &[u8]) -> Result<(DecodingKey, Algorithm), String> {
+    if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+        return Ok((key, Algorithm::RS256));
+    }
+    if let Ok(key) = DecodingKey::from_ec_pem(pem) {
+        return Ok((key, Algorithm::ES256));
+    }
+    if let Ok(key) = DecodingKey::from_ed_pem(pem) {
+        return Ok((key, Algorithm::EdDSA));
+    }
+    Err("not a PEM-encoded RSA, EC or Ed25519 public key".into())
+}

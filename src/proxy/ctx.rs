@@ -1,0 +1,37 @@
+//! Per-request state: what routing decided, for the later phases, the access
+//! log and metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderValue;
+
+use super::token_route::TokenRoute;
+use crate::upstream::Upstream;
+
+pub struct RequestCtx {
+    pub(super) started: Instant,
+    pub(super) request_id: HeaderValue,
+    /// What kind of answer this was, for the access log when no configured
+    /// route describes it: `proxy`, `token`, `direct_response`, `not_found`,
+    /// `cors_preflight`.
+    pub(super) route: &'static str,
+    pub(super) upstream: Option<Arc<Upstream>>,
+    pub(super) token_route: Option<Arc<TokenRoute>>,
+    pub(super) upstream_sent: Option<Instant>,
+    pub(super) user_id: Option<String>,
+}
+
+impl RequestCtx {
+    pub(super) fn new() -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            request_id: HeaderValue::from_static("-"),
+            route: "-",
+            upstream: None,
+            token_route: None,
+            upstream_sent: None,
+            user_id: None,
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The Pingora glue: one `ProxyHttp` that answers token routes in
+//! `request_filter` and proxies everything else.
+//!
+//! This module only moves bytes between sockets and the pure core
+//! ([`crate::token`], [`crate::routing`], [`crate::identity`], [`crate::net`]);
+//! every decision about what a request means is made there. Proxied requests
+//! are left to Pingora, which streams bodies both ways and handles WebSocket
+//! upgrades itself, so the per-request work on the proxy path is a route
+//! lookup, the `X-Forwarded-*` and `X-Request-Id` headers, and counting for
+//! metrics and the access log. Those headers are most of streamgate's own cost
+//! there (README, Performance): each Pingora header insert parses the name and
+//! updates two maps.
+//!
+//! One type, files by concern (as pingora-proxy spreads `HttpProxy`): the
+//! phases below delegate to [`token_route`] (minting), [`forward_auth`] (the
+//! session check), [`forwarding`] (what the app receives) and [`errors`] (what
+//! a client is told when proxying fails); every answer is written by
+//! [`crate::respond`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_trait::async_trait;
+use http::header::{self, HeaderName};
+use http::Method;
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::ErrorType;
+use pingora_memory_cache::MemoryCache;
+
+mod ctx;
+mod errors;
+mod forward_auth;
+mod forwarding;
+mod token_route;
+
+pub use ctx::RequestCtx;
+use forward_auth::{SessionCache, SESSION_CACHE_ENTRIES};
+use forwarding::peer_ip;
+use token_route::TokenRoute;
+
+use crate::config::{Config, RouteAction};
+use crate::identity::IdentitySource;
+use crate::limits::RateLimit;
+use crate::net::request_id::{self, X_REQUEST_ID};
+use crate::net::TrustedNetworks;
+use crate::respond::Answer;
+use crate::routing::{DirectResponse, RouteTable};
+use crate::telemetry::access_log::{AccessLogFormat, AccessLogSettings, AccessRecord};
+use crate::telemetry::metrics::Metrics;
+use crate::token::{SignerSlot, TokenMinter};
+use crate::upstream::Upstream;
+
+/// Where a matched route leads, with its runtime state.
+enum Target {
+    Mint(Arc<TokenRoute>),
+    Proxy(Arc<Upstream>),
+    Respond(DirectResponse),
+}
+
+pub struct Gateway {
+    routes: RouteTable<Target>,
+    minter: TokenMinter,
+    trusted: TrustedNetworks,
+    per_client_ip: Option<RateLimit>,
+    per_identity: Option<RateLimit>,
+    /// Identity headers of `header` mode, removed from proxied requests that do
+    /// not come from a trusted peer so that the app cannot be fooled either.
+    spoofable_headers: Vec<HeaderName>,
+    connector: Connector,
+    sessions: SessionCache,
+    metrics: Arc<Metrics>,
+    access_log: AccessLogSettings,
+}
+
+impl Gateway {
+    /// `signer` is shared with the secret watcher, `metrics` with the admin
+    /// listener; `connector` makes the forward-auth session checks.
+    pub fn new(
+        config: Config,
+        signer: Arc<SignerSlot>,
+        metrics: Arc<Metrics>,
+        connector: Connector,
+    ) -> Self {
+        let upstreams: BTreeMap<String, Arc<Upstream>> = config
+            .upstreams
+            .iter()
+            .map(|settings| {
+                let upstream = Upstream::new(settings, &metrics);
+                (settings.name.clone(), Arc::new(upstream))
+            })
+            .collect();
+        let mut spoofable_headers = Vec::new();
+        let mut token_routes = 0;
+        let routes = config.routes.map(|label, action| match action {
+            RouteAction::Mint(settings) => {
+                let settings = *settings;
+                if let IdentitySource::Header(mode) = &settings.identity {
+                    spoofable_headers.extend(mode.spoofable_headers().cloned());
+                }
+                let session_upstream = match &settings.identity {
+                    IdentitySource::ForwardAuth(mode) => upstreams.get(&mode.upstream).cloned(),
+                    _ => None,
+                };
+                token_routes += 1;
+                Target::Mint(Arc::new(TokenRoute {
+                    id: token_routes,
+                    metrics: metrics.token_route(&label),
+                    label,
+                    kind: settings.kind,
+                    identity: settings.identity,
+                    session_upstream,
+                    cors: settings.cors,
+                }))
+            }
+            RouteAction::Proxy(name) => match upstreams.get(&name) {
+                Some(upstream) => Target::Proxy(Arc::clone(upstream)),
+                None => Target::Respond(DirectResponse {
+                    status: 502,
+                    content_type: "text/plain".into(),
+                    body: format!("no upstream named {name}").into(),
+                }),
+            },
+            RouteAction::Respond(direct) => Target::Respond(direct),
+        });
+        let limit = |setting: Option<crate::config::RateLimitSetting>| {
+            setting.map(|l| RateLimit::new(l.requests, l.window))
+        };
+        Gateway {
+            routes,
+            minter: TokenMinter::with_signer(&config.stream.api_key, signer, config.tokens),
+            trusted: config.trusted_cidrs,
+            per_client_ip: limit(config.rate_limits.per_client_ip),
+            per_identity: limit(config.rate_limits.per_identity),
+            spoofable_headers,
+            connector,
+            sessions: MemoryCache::new(SESSION_CACHE_ENTRIES),
+            metrics,
+            access_log: config.access_log,
+        }
+    }
+
+    /// The answer to a CORS preflight for a token route with a CORS policy,
+    /// if this request is one.
+    fn preflight(&self, request: &RequestHeader) -> Option<Answer> {
+        if request.method != Method::OPTIONS {
+            return None;
+        }
+        let requested = request.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
+        let method = Method::from_bytes(requested.as_bytes()).ok()?;
+        let Target::Mint(route) = &self.routes.find(&method, request.uri.path())?.action else {
+            return None;
+        };
+        let cors = route.cors.as_ref()?;
+        Some(Answer::no_content(
+            cors.preflight_headers(request.headers.get(header::ORIGIN)),
+        ))
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    /// No downstream modules: Pingora's default adds a (disabled) compression
+    /// module whose filters still run on every request and body chunk, and
+    /// streamgate passes the app's encoding through untouched.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.request_id =
+            request_id::accept_or_generate(session.req_header().headers.get(X_REQUEST_ID));
+        if let Some(answer) = self.preflight(session.req_header()) {
+            ctx.route = "cors_preflight";
+            answer.write(session, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        let request = session.req_header();
+        let Some(route) = self.routes.find(&request.method, request.uri.path()) else {
+            ctx.route = "not_found";
+            let message = format!(
+                "Not found: no route matches {} {}",
+                request.method,
+                request.uri.path()
+            );
+            Answer::error(404, &message)
+                .write(session, &ctx.request_id)
+                .await?;
+            return Ok(true);
+        };
+        match &route.action {
+            Target::Proxy(upstream) => {
+                ctx.route = "proxy";
+                ctx.upstream = Some(Arc::clone(upstream));
+                Ok(false)
+            }
+            Target::Respond(direct) => {
+                ctx.route = "direct_response";
+                Answer::direct(direct)
+                    .write(session, &ctx.request_id)
+                    .await?;
+                Ok(true)
+            }
+            Target::Mint(token_route) => {
+                ctx.route = "token";
+                let token_route = Arc::clone(token_route);
+                let outcome = self.token_answer(session, &token_route).await?;
+                ctx.user_id = outcome.user_id;
+                // Observed before the write, so that a client holding the answer
+                // always finds it counted.
+                token_route
+                    .metrics
+                    .duration
+                    .observe(ctx.started.elapsed().as_secs_f64());
+                ctx.token_route = Some(token_route);
+                outcome.answer.write(session, &ctx.request_id).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let upstream = ctx.upstream.as_ref().ok_or_else(|| {
+            Error::explain(
+                ErrorType::InternalError,
+                "request reached upstream_peer without a route",
+            )
+        })?;
+        Ok(Box::new(upstream.peer.clone()))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_sent = Some(Instant::now());
+        self.forward_headers(session, upstream_request, &ctx.request_id)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let answer = errors::answer_for(e, ctx.upstream.as_deref());
+        let error_code = answer.as_ref().map_or(0, Answer::status);
+        // Once the upstream's response has started, its status line is already on
+        // the wire; all that can be done is to close the connection.
+        if let Some(answer) = answer.filter(|_| session.response_written().is_none()) {
+            session.set_keepalive(None);
+            if let Err(write_error) = answer.write(session, &ctx.request_id).await {
+                log::debug!("could not send error response downstream: {write_error}");
+            }
+        }
+        FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(sent), Some(upstream)) = (ctx.upstream_sent, &ctx.upstream) {
+            upstream
+                .metrics
+                .duration
+                .observe(sent.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header(X_REQUEST_ID, ctx.request_id.clone())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(upstream) = &ctx.upstream {
+            upstream.metrics.connect_errors.inc();
+        }
+        e
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if let Some(upstream) = &ctx.upstream {
+            upstream.metrics.count_response(status);
+        }
+        if self.access_log.format == AccessLogFormat::Off {
+            return;
+        }
+        let request = session.req_header();
+        AccessRecord {
+            timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            request_id: ctx.request_id.to_str().unwrap_or("-"),
+            client_ip: peer_ip(session).map(|ip| ip.to_string()),
+            method: request.method.as_str(),
+            path: request.uri.path(),
+            query: request
+                .uri
+                .query()
+                .filter(|_| self.access_log.include_query),
+            status,
+            bytes: session.body_bytes_sent(),
+            duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+            route: ctx
+                .token_route
+                .as_ref()
+                .map_or(ctx.route, |route| route.label.as_str()),
+            upstream: ctx.upstream.as_ref().map(|u| u.name.as_str()),
+            user_id: ctx.user_id.as_deref(),
+        }
+        .emit(self.access_log.format);
+    }
+
+    /// Pingora's default summary includes the query string, where apps put
+    /// tokens and signed URLs; error logs get method, path and host only.
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        let request = session.req_header();
+        let host = request
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("-");
+        format!("{} {}, Host: {host}", request.method, request.uri.path())
+    }
+}

@@ -1,0 +1,239 @@
+//! Token routes: every step that can refuse, in the order that reveals least
+//! to a caller who should not get a token, then the signed reply. The
+//! decisions are the token contract's and the identity modes'; this file
+//! reads the body, asks them, and counts.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use super::forwarding::peer_ip;
+use super::Gateway;
+use crate::identity::{IdentityError, IdentitySource};
+use crate::net::cors::CorsPolicy;
+use crate::respond::Answer;
+use crate::telemetry::metrics::TokenRouteMetrics;
+use crate::token::{Identity, MintKind, Rejection};
+use crate::upstream::Upstream;
+
+/// One token route and everything a request to it needs at run time.
+pub struct TokenRoute {
+    /// Distinguishes routes in the forward-auth session cache: a session's
+    /// identity under one route's settings says nothing about another's.
+    pub(super) id: usize,
+    /// `POST /api/tokens/user`: the access log's route and the metrics' label.
+    pub(super) label: String,
+    pub(super) kind: MintKind,
+    pub(super) identity: IdentitySource,
+    /// The upstream asked in `forward_auth` mode.
+    pub(super) session_upstream: Option<Arc<Upstream>>,
+    pub(super) cors: Option<CorsPolicy>,
+    pub(super) metrics: TokenRouteMetrics,
+}
+
+/// A token route's answer, and what the access log and metrics need of it.
+pub(super) struct TokenOutcome {
+    pub answer: Answer,
+    /// The refused-tokens metric's reason, when refused.
+    pub refusal: Option<&'static str>,
+    /// Whom the token was (or would have been) for.
+    pub user_id: Option<String>,
+}
+
+impl From<Rejection> for TokenOutcome {
+    fn from(rejection: Rejection) -> Self {
+        let retry_after = match &rejection {
+            Rejection::TooManyRequests {
+                retry_after_seconds,
+            } => Some((header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds))),
+            _ => None,
+        };
+        TokenOutcome {
+            refusal: Some(rejection.reason()),
+            answer: Answer::json(rejection.into_reply()).with_headers(retry_after),
+            user_id: None,
+        }
+    }
+}
+
+impl From<IdentityError> for TokenOutcome {
+    fn from(error: IdentityError) -> Self {
+        match error {
+            IdentityError::Unauthorized { reason, challenge } => {
+                let mut outcome = TokenOutcome::from(Rejection::Unauthorized(reason));
+                outcome.answer = outcome.answer.with_headers(
+                    challenge.map(|c| (header::WWW_AUTHENTICATE, HeaderValue::from_static(c))),
+                );
+                outcome
+            }
+            IdentityError::Forbidden(reason) => Rejection::Forbidden(reason).into(),
+            IdentityError::Unavailable(reason) => Rejection::Unavailable(reason).into(),
+        }
+    }
+}
+
+impl Gateway {
+    /// Answers a token route, counting the outcome.
+    pub(super) async fn token_answer(
+        &self,
+        session: &mut Session,
+        route: &TokenRoute,
+    ) -> Result<TokenOutcome> {
+        let origin = session.req_header().headers.get(header::ORIGIN).cloned();
+        let mut outcome = self.mint(session, route).await?;
+        if let Some(cors) = &route.cors {
+            outcome.answer = outcome
+                .answer
+                .with_headers(cors.response_headers(origin.as_ref()));
+        }
+        match outcome.refusal {
+            None => route.metrics.issued.inc(),
+            Some(reason) => self
+                .metrics
+                .tokens_refused
+                .with_label_values(&[route.label.as_str(), reason])
+                .inc(),
+        }
+        Ok(outcome)
+    }
+
+    async fn mint(&self, session: &mut Session, route: &TokenRoute) -> Result<TokenOutcome> {
+        let headers = &session.req_header().headers;
+        let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
+        let content_length = headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes());
+        let expects_continue = headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if let Err(rejection) = self.minter.check_headers(content_type, content_length) {
+            // The body was not read: the connection cannot carry another request.
+            session.set_keepalive(None);
+            return Ok(rejection.into());
+        }
+        if expects_continue {
+            session.write_continue_response().await?;
+        }
+        let Some(body) = read_body_up_to(session, self.minter.policy().max_body_bytes).await?
+        else {
+            session.set_keepalive(None);
+            return Ok(self.minter.too_large().into());
+        };
+        let peer = peer_ip(session);
+        if let (Some(limit), Some(peer)) = (&self.per_client_ip, peer) {
+            let forwarded = session.req_header().headers.get_all("x-forwarded-for");
+            let client = self
+                .trusted
+                .client_ip(peer, forwarded.iter().map(|v| v.as_bytes()));
+            if let Err(retry_after_seconds) = limit.check(&client) {
+                return Ok(self.rate_limited(route, "client_ip", retry_after_seconds));
+            }
+        }
+        let identity = match self.identify(session, route, peer).await {
+            Ok(identity) => identity,
+            Err(error) => {
+                self.metrics
+                    .identity_failures
+                    .with_label_values(&[
+                        route.label.as_str(),
+                        route.identity.mode_name(),
+                        error.result(),
+                    ])
+                    .inc();
+                return Ok(error.into());
+            }
+        };
+        let grant = match self
+            .minter
+            .parse(route.kind, &body, identity.is_some())
+            .and_then(|request| self.minter.authorize(request, identity.as_ref()))
+        {
+            Ok(grant) => grant,
+            Err(rejection) => return Ok(rejection.into()),
+        };
+        if let Some(limit) = &self.per_identity {
+            if let Err(retry_after_seconds) = limit.check(&grant.user_id) {
+                let mut outcome = self.rate_limited(route, "identity", retry_after_seconds);
+                outcome.user_id = Some(grant.user_id);
+                return Ok(outcome);
+            }
+        }
+        let mut outcome = match self.minter.issue(&grant, SystemTime::now()) {
+            Ok(reply) => TokenOutcome {
+                answer: Answer::json(reply),
+                refusal: None,
+                user_id: None,
+            },
+            Err(rejection) => rejection.into(),
+        };
+        outcome.user_id = Some(grant.user_id);
+        Ok(outcome)
+    }
+
+    fn rate_limited(
+        &self,
+        route: &TokenRoute,
+        limit: &str,
+        retry_after_seconds: u64,
+    ) -> TokenOutcome {
+        self.metrics
+            .rate_limited
+            .with_label_values(&[route.label.as_str(), limit])
+            .inc();
+        Rejection::TooManyRequests {
+            retry_after_seconds,
+        }
+        .into()
+    }
+
+    async fn identify(
+        &self,
+        session: &Session,
+        route: &TokenRoute,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Option<Identity>, IdentityError> {
+        let headers = &session.req_header().headers;
+        match &route.identity {
+            IdentitySource::None => Ok(None),
+            IdentitySource::Header(mode) => {
+                let trusted = peer.is_some_and(|ip| self.trusted.contains(ip));
+                mode.identify(trusted, headers).map(Some)
+            }
+            IdentitySource::Jwt(mode) => mode
+                .identify(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+                .map(Some),
+            IdentitySource::ForwardAuth(mode) => self
+                .forward_auth(mode, route, session.req_header())
+                .await
+                .map(Some),
+        }
+    }
+}
+
+/// The whole request body, or `None` once it exceeds `limit` bytes. Chunked
+/// bodies have no Content-Length to check up front, so the cap is enforced here.
+async fn read_body_up_to(session: &mut Session, limit: usize) -> Result<Option<Bytes>> {
+    // A token request body nearly always arrives as one chunk: keep it as is,
+    // and copy into a buffer only when a second one follows.
+    let Some(first) = session.read_request_body().await? else {
+        return Ok(Some(Bytes::new()));
+    };
+    if first.len() > limit {
+        return Ok(None);
+    }
+    let Some(second) = session.read_request_body().await? else {
+        return Ok(Some(first));
+    };
+    let mut body = BytesMut::from(first);
+    let mut next = Some(second);
+    while let Some(chunk) = next {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+        next = session.read_request_body().await?;
+    }
+    Ok(Some(body.freeze()))
+}

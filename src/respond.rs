@@ -1,0 +1,203 @@
+//! Every answer streamgate writes itself, in one place (as linkerd's
+//! `errors/respond.rs`): token replies, direct responses, CORS preflights,
+//! 404 for no route, 502/504 for a failed upstream, and the admin listener's
+//! JSON. One error envelope (the token contract's `{"success":false,
+//! "error":…}`) and one header set:
+//!
+//! - `Content-Length` always: a body without it plus keep-alive hangs clients
+//!   (pingora #540, #766);
+//! - `Content-Type` whenever there is a body;
+//! - `Cache-Control: no-store` on JSON, which carries tokens and per-caller
+//!   errors that no cache may keep;
+//! - `X-Request-Id` on the proxy listener, the same id the access log has.
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::net::request_id::X_REQUEST_ID;
+use crate::routing::DirectResponse;
+use crate::token::Reply;
+
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+/// An answer streamgate makes itself, before it is written.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    status: u16,
+    content_type: Option<HeaderValue>,
+    no_store: bool,
+    body: Bytes,
+    /// `Retry-After`, `WWW-Authenticate`, CORS: sent after the common set.
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Answer {
+    /// A JSON reply of the token contract (a token, or an error envelope).
+    pub fn json(reply: Reply) -> Answer {
+        Answer {
+            status: reply.status,
+            content_type: Some(APPLICATION_JSON),
+            no_store: true,
+            body: Bytes::from(reply.body),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The error envelope with `status` and `message`.
+    pub fn error(status: u16, message: &str) -> Answer {
+        Answer::json(Reply::error(status, message))
+    }
+
+    /// Any JSON document (the admin listener's probe answers).
+    pub fn json_value(status: u16, body: &serde_json::Value) -> Answer {
+        Answer::json(Reply {
+            status,
+            body: body.to_string().into_bytes(),
+        })
+    }
+
+    /// A body of another type (Prometheus text); cacheable like any resource.
+    pub fn content(status: u16, content_type: &'static str, body: Vec<u8>) -> Answer {
+        Answer {
+            status,
+            content_type: Some(HeaderValue::from_static(content_type)),
+            no_store: false,
+            body: Bytes::from(body),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A route's configured `direct_response`.
+    pub fn direct(direct: &DirectResponse) -> Answer {
+        Answer {
+            status: direct.status,
+            content_type: HeaderValue::from_str(&direct.content_type).ok(),
+            no_store: false,
+            body: direct.body.clone(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// `204 No Content` with only `headers` (a CORS preflight).
+    pub fn no_content(headers: Vec<(HeaderName, HeaderValue)>) -> Answer {
+        Answer {
+            status: 204,
+            content_type: None,
+            no_store: false,
+            body: Bytes::new(),
+            headers,
+        }
+    }
+
+    pub fn with_headers(
+        mut self,
+        headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+    ) -> Answer {
+        self.headers.extend(headers);
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The header set, in the order it is written.
+    fn header_set(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+        let content_type = self
+            .content_type
+            .clone()
+            .filter(|_| !self.body.is_empty())
+            .map(|value| (header::CONTENT_TYPE, value));
+        let length = (header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        let no_store = self
+            .no_store
+            .then(|| (header::CACHE_CONTROL, NO_STORE.clone()));
+        content_type
+            .into_iter()
+            .chain(std::iter::once(length))
+            .chain(no_store)
+            .chain(self.headers.iter().cloned())
+    }
+
+    /// Writes the answer on a proxy-listener session, with its request id.
+    pub async fn write(
+        self,
+        session: &mut Session,
+        request_id: &HeaderValue,
+    ) -> pingora::Result<()> {
+        let mut response = ResponseHeader::build(self.status, Some(5 + self.headers.len()))?;
+        response.insert_header(X_REQUEST_ID, request_id.clone())?;
+        for (name, value) in self.header_set() {
+            response.append_header(name, value)?;
+        }
+        if self.body.is_empty() {
+            return session
+                .write_response_header(Box::new(response), true)
+                .await;
+        }
+        session
+            .write_response_header(Box::new(response), false)
+            .await?;
+        session.write_response_body(Some(self.body), true).await
+    }
+
+    /// The answer as an `http::Response`, for the admin listener.
+    pub fn into_response(self) -> http::Response<Vec<u8>> {
+        let mut builder = http::Response::builder().status(self.status);
+        for (name, value) in self.header_set() {
+            builder = builder.header(name, value);
+        }
+        builder.body(self.body.to_vec()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(response: &http::Response<Vec<u8>>, name: HeaderName) -> Option<&str> {
+        response.headers().get(name).map(|v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn json_answers_carry_the_envelope_and_are_never_cached() {
+        let response = Answer::error(404, "Not found").into_response();
+        assert_eq!(response.status(), 404);
+        assert_eq!(response.body(), br#"{"success":false,"error":"Not found"}"#);
+        assert_eq!(
+            header(&response, header::CONTENT_TYPE),
+            Some("application/json")
+        );
+        assert_eq!(header(&response, header::CACHE_CONTROL), Some("no-store"));
+        assert_eq!(
+            header(&response, header::CONTENT_LENGTH),
+            Some(response.body().len().to_string().as_str())
+        );
+    }
+
+    #[test]
+    fn empty_answers_have_a_length_and_no_type() {
+        let response = Answer::no_content(vec![(header::VARY, HeaderValue::from_static("Origin"))])
+            .into_response();
+        assert_eq!(response.status(), 204);
+        assert_eq!(header(&response, header::CONTENT_LENGTH), Some("0"));
+        assert_eq!(header(&response, header::CONTENT_TYPE), None);
+        assert_eq!(header(&response, header::VARY), Some("Origin"));
+    }
+
+    #[test]
+    fn direct_responses_keep_their_type_and_may_be_cached() {
+        let direct = DirectResponse {
+            status: 200,
+            content_type: "text/plain".into(),
+            body: Bytes::from_static(b"ok"),
+        };
+        let response = Answer::direct(&direct).into_response();
+        assert_eq!(header(&response, header::CONTENT_TYPE), Some("text/plain"));
+        assert_eq!(header(&response, header::CACHE_CONTROL), None);
+        assert_eq!(response.body(), b"ok");
+    }
+}

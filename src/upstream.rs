@@ -1,0 +1,68 @@
+//! The app behind streamgate, as the proxy and the admin listener reach it:
+//! one [`Upstream`] per configured upstream, holding everything a request to
+//! it needs at run time (the prepared Pingora peer and its metric series), and
+//! [`ask`], the one-shot sub-request of forward auth and the readiness probe.
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::ErrorType;
+
+use crate::config::UpstreamSettings;
+use crate::telemetry::metrics::{Metrics, UpstreamMetrics};
+
+/// An upstream ready to connect to.
+pub struct Upstream {
+    /// The configured name, for messages, logs and metric labels.
+    pub name: String,
+    pub peer: HttpPeer,
+    pub metrics: UpstreamMetrics,
+}
+
+impl Upstream {
+    pub fn new(settings: &UpstreamSettings, metrics: &Metrics) -> Self {
+        let mut peer = HttpPeer::new(settings.address, settings.tls, settings.sni.clone());
+        peer.options.connection_timeout = Some(settings.connect_timeout);
+        peer.options.read_timeout = Some(settings.read_timeout);
+        peer.options.write_timeout = Some(settings.write_timeout);
+        peer.options.idle_timeout = Some(settings.idle_timeout);
+        peer.options.verify_cert = settings.verify_cert;
+        peer.options.verify_hostname = settings.verify_cert;
+        Upstream {
+            name: settings.name.clone(),
+            peer,
+            metrics: metrics.upstream(&settings.name),
+        }
+    }
+}
+
+/// One request to `upstream` over Pingora's connection pool, its answer's body
+/// capped at `max_body` bytes (an error beyond).
+pub async fn ask(
+    connector: &Connector,
+    upstream: &Upstream,
+    request: RequestHeader,
+    max_body: usize,
+) -> Result<(StatusCode, HeaderMap, Bytes)> {
+    let (mut http, _reused) = connector.get_http_session(&upstream.peer).await?;
+    http.write_request_header(Box::new(request)).await?;
+    http.finish_request_body().await?;
+    http.read_response_header().await?;
+    let response = http
+        .response_header()
+        .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?;
+    let (status, headers) = (response.status, response.headers.clone());
+    let mut body = BytesMut::new();
+    while let Some(chunk) = http.read_response_body().await? {
+        if body.len() + chunk.len() > max_body {
+            return Error::e_explain(ErrorType::InvalidHTTPHeader, "upstream answer too large");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    connector
+        .release_http_session(http, &upstream.peer, upstream.peer.options.idle_timeout)
+        .await;
+    Ok((status, headers, body.freeze()))
+}
