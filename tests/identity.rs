@@ -3,66 +3,10 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Value};
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-
-/// The default config with extra top-level YAML spliced in before `server:`.
-fn config_with(app: std::net::SocketAddr, extra: &str) -> String {
-    default_config(app).replace("server:", &format!("{extra}\nserver:"))
-}
-
-async fn mint(
-    gate: &Streamgate,
-    path: &str,
-    body: Value,
-    headers: &[(&str, &str)],
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    let mut request = client().post(gate.url(path)).json(&body);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let response_headers = response.headers().clone();
-    (status, response.json().await.unwrap(), response_headers)
-}
-
-async fn mint_user(
-    gate: &Streamgate,
-    body: Value,
-    headers: &[(&str, &str)],
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    mint(gate, "/api/tokens/user", body, headers).await
-}
-
-/// The user a minted token is for, after checking its signature.
-fn token_user(answer: &Value) -> String {
-    let token = answer["data"]["token"].as_str().expect("a token");
-    let claims = jsonwebtoken::decode::<Value>(
-        token,
-        &DecodingKey::from_secret(API_SECRET.as_bytes()),
-        &Validation::new(Algorithm::HS256),
-    )
-    .unwrap()
-    .claims;
-    claims["user_id"].as_str().unwrap().to_string()
-}
-
-fn token_claims(answer: &Value) -> Value {
-    let token = answer["data"]["token"].as_str().expect("a token");
-    jsonwebtoken::decode::<Value>(
-        token,
-        &DecodingKey::from_secret(API_SECRET.as_bytes()),
-        &Validation::new(Algorithm::HS256),
-    )
-    .unwrap()
-    .claims
-}
 
 fn assert_refused(status: u16, answer: &Value, expected_status: u16, prefix: &str) {
     assert_eq!(status, expected_status, "{answer}");
@@ -88,9 +32,9 @@ async fn header_mode_mints_only_for_the_forwarded_user() {
 
     let (status, answer, _) = mint_user(&gate, json!({}), &alice).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(token_user(&answer), "alice");
+    assert_eq!(minted_user(&answer), "alice");
     let (status, answer, _) = mint_user(&gate, json!({"userId": "alice"}), &alice).await;
-    assert_eq!((status, token_user(&answer)), (200, "alice".to_string()));
+    assert_eq!((status, minted_user(&answer)), (200, "alice".to_string()));
 
     let (status, answer, _) = mint_user(&gate, json!({"userId": "mallory"}), &alice).await;
     assert_eq!((status, answer["error"].as_str().unwrap()), (403, MISMATCH));
@@ -162,13 +106,13 @@ async fn call_role_is_granted_only_as_policy_says() {
 
     let (status, answer, _) = mint(
         &gate,
-        "/api/tokens/call",
+        CALL_TOKEN_PATH,
         json!({"callId": "standup", "role": "user"}),
         &plain,
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    let claims = token_claims(&answer);
+    let claims = minted_claims(&answer);
     assert_eq!(claims["role"], "user");
     assert_eq!(claims["call_cids"], json!(["default:standup"]));
     assert_eq!(answer["data"]["role"], "user");
@@ -176,7 +120,7 @@ async fn call_role_is_granted_only_as_policy_says() {
     // The escalation attempt: asking for admin without carrying it.
     let (status, answer, _) = mint(
         &gate,
-        "/api/tokens/call",
+        CALL_TOKEN_PATH,
         json!({"callId": "standup", "role": "admin"}),
         &plain,
     )
@@ -189,16 +133,15 @@ async fn call_role_is_granted_only_as_policy_says() {
 
     let (status, answer, _) = mint(
         &gate,
-        "/api/tokens/call",
+        CALL_TOKEN_PATH,
         json!({"callId": "standup", "role": "admin"}),
         &admin,
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(token_claims(&answer)["role"], "admin");
+    assert_eq!(minted_claims(&answer)["role"], "admin");
 
-    let (status, answer, _) =
-        mint(&gate, "/api/tokens/call", json!({"role": "user"}), &plain).await;
+    let (status, answer, _) = mint(&gate, CALL_TOKEN_PATH, json!({"role": "user"}), &plain).await;
     assert_eq!(
         (status, answer["error"].as_str().unwrap()),
         (422, "Validation failed: callId is required")
@@ -211,7 +154,7 @@ async fn call_role_escalation_without_identity_mode() {
     let gate = Streamgate::start(&default_config(app.addr));
     let (status, answer, _) = mint(
         &gate,
-        "/api/tokens/call",
+        CALL_TOKEN_PATH,
         json!({"userId": "u", "callId": "c", "role": "admin"}),
         &[],
     )
@@ -238,13 +181,13 @@ async fn forward_auth_asks_the_app_who_is_signed_in() {
 
     let (status, answer, _) = mint_user(&gate, json!({}), &alice).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(token_user(&answer), "alice");
+    assert_eq!(minted_user(&answer), "alice");
     let (status, answer, _) = mint_user(&gate, json!({"userId": "bob"}), &alice).await;
     assert_eq!((status, answer["error"].as_str().unwrap()), (403, MISMATCH));
 
     let by_bearer = [("authorization", "Bearer app-bob")];
     let (status, answer, _) = mint_user(&gate, json!({"userId": "bob"}), &by_bearer).await;
-    assert_eq!((status, token_user(&answer)), (200, "bob".to_string()));
+    assert_eq!((status, minted_user(&answer)), (200, "bob".to_string()));
 
     let (status, answer, _) = mint_user(&gate, json!({"userId": "alice"}), &[]).await;
     assert_refused(status, &answer, 401, "Unauthorized: ");
@@ -259,7 +202,7 @@ async fn forward_auth_asks_the_app_who_is_signed_in() {
     // Roles from the session JSON: alice is a moderator, not an admin.
     let (status, _, _) = mint(
         &gate,
-        "/api/tokens/call",
+        CALL_TOKEN_PATH,
         json!({"callId": "c", "role": "moderator"}),
         &alice,
     )
@@ -267,7 +210,7 @@ async fn forward_auth_asks_the_app_who_is_signed_in() {
     assert_eq!(status, 200);
     let (status, _, _) = mint(
         &gate,
-        "/api/tokens/call",
+        CALL_TOKEN_PATH,
         json!({"callId": "c", "role": "admin"}),
         &alice,
     )
@@ -320,7 +263,7 @@ async fn forward_auth_caches_per_credential() {
     let before = app.session_checks();
     for _ in 0..3 {
         let (status, answer, _) = mint_user(&gate, json!({}), &[("cookie", "session=alice")]).await;
-        assert_eq!((status, token_user(&answer)), (200, "alice".to_string()));
+        assert_eq!((status, minted_user(&answer)), (200, "alice".to_string()));
     }
     assert_eq!(
         app.session_checks(),
@@ -329,7 +272,7 @@ async fn forward_auth_caches_per_credential() {
     );
     let (status, answer, _) = mint_user(&gate, json!({}), &[("cookie", "session=bob")]).await;
     assert_eq!(
-        (status, token_user(&answer)),
+        (status, minted_user(&answer)),
         (200, "bob".to_string()),
         "another credential is not served alice"
     );
@@ -372,29 +315,6 @@ async fn forward_auth_with_the_app_down_or_slow_is_503_never_a_token() {
 
 // ---- jwt mode -----------------------------------------------------------------
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn hs256(claims: Value, secret: &str) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
-
-fn rs256(claims: Value, key: &str) -> String {
-    let pem = std::fs::read(format!("{FIXTURES}/{key}.pem")).unwrap();
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(key.to_string());
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
-}
-
 const JWT_HS: &str = "identity:\n  mode: jwt\n  jwt: { hs256_secret: idp-shared-secret, issuer: https://idp.example, audience: streamgate, roles_claim: roles }";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -410,7 +330,7 @@ async fn jwt_mode_accepts_only_valid_tokens_for_their_subject() {
 
     let (status, answer, _) = mint_user(&gate, json!({}), &[("authorization", &bearer)]).await;
     assert_eq!(
-        (status, token_user(&answer)),
+        (status, minted_user(&answer)),
         (200, "alice".to_string()),
         "{answer}"
     );
@@ -484,7 +404,7 @@ async fn jwt_mode_accepts_only_valid_tokens_for_their_subject() {
     // Roles come from the claim: "user" is not enough for an admin call token.
     let (status, _, _) = mint(
         &gate,
-        "/api/tokens/call",
+        CALL_TOKEN_PATH,
         json!({"callId": "c", "role": "admin"}),
         &[("authorization", &bearer)],
     )
@@ -496,13 +416,13 @@ async fn jwt_mode_accepts_only_valid_tokens_for_their_subject() {
     );
     let (status, answer, _) = mint(
         &gate,
-        "/api/tokens/call",
+        CALL_TOKEN_PATH,
         json!({"callId": "c", "role": "admin"}),
         &[("authorization", &format!("Bearer {admin}"))],
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(token_claims(&answer)["role"], "admin");
+    assert_eq!(minted_claims(&answer)["role"], "admin");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -522,7 +442,7 @@ async fn jwt_mode_with_a_pem_public_key() {
         &[("authorization", &format!("Bearer {token}"))],
     )
     .await;
-    assert_eq!((status, token_user(&answer)), (200, "alice".to_string()));
+    assert_eq!((status, minted_user(&answer)), (200, "alice".to_string()));
     let other_key = rs256(json!({"sub": "alice", "exp": now() + 600}), "idp-key-2");
     let (status, _, _) = mint_user(
         &gate,
@@ -538,21 +458,15 @@ async fn jwt_mode_with_a_pem_public_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn jwt_mode_picks_up_a_changed_jwks_file_without_restart() {
     let app = start_app().await;
-    let mount = tempfile::tempdir().unwrap();
-    let install = |version: &str, key: &str| {
-        let dir = mount.path().join(version);
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::copy(format!("{FIXTURES}/{key}.jwks.json"), dir.join("jwks.json")).unwrap();
-        let tmp = mount.path().join("..data_tmp");
-        std::os::unix::fs::symlink(version, &tmp).unwrap();
-        std::fs::rename(&tmp, mount.path().join("..data")).unwrap();
+    let mount = Mount::new("jwks.json");
+    let install = |key: &str| {
+        mount.write(std::fs::read(format!("{FIXTURES}/{key}.jwks.json")).unwrap());
     };
-    install("..v1", "idp-key-1");
-    std::os::unix::fs::symlink("..data/jwks.json", mount.path().join("jwks.json")).unwrap();
+    install("idp-key-1");
     let config = config_with(
         app.addr,
         &format!(
-            "identity:\n  mode: jwt\n  jwt: {{ jwks_file: {}/jwks.json }}",
+            "identity:\n  mode: jwt\n  jwt: {{ jwks_file: {} }}",
             mount.path().display()
         ),
     );
@@ -574,7 +488,7 @@ async fn jwt_mode_picks_up_a_changed_jwks_file_without_restart() {
     let (status, _, _) = mint_with("idp-key-2").await;
     assert_eq!(status, 401, "key 2 is not published yet");
 
-    install("..v2", "idp-key-2");
+    install("idp-key-2");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let (status, answer, _) = mint_with("idp-key-2").await;
     assert_eq!(status, 200, "rotated key accepted: {answer}");
@@ -640,7 +554,7 @@ async fn cors_preflight_and_responses_for_token_routes_only() {
     let gate = Streamgate::start(&config);
     let preflight = |origin: &'static str| {
         client()
-            .request(reqwest::Method::OPTIONS, gate.url("/api/tokens/user"))
+            .request(reqwest::Method::OPTIONS, gate.url(USER_TOKEN_PATH))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
             .header("access-control-request-headers", "content-type")

@@ -3,72 +3,20 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
-/// Parses the Prometheus text exposition into `series -> value`, where a
-/// series is `name{label="value",…}` exactly as exposed.
-async fn scrape(gate: &Streamgate) -> BTreeMap<String, f64> {
-    let text = client()
-        .get(gate.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The value of the series named `name` whose labels include all of `labels`.
-fn metric(samples: &BTreeMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|(series, _)| {
-            let (series_name, rest) = series.split_once('{').unwrap_or((series.as_str(), ""));
-            series_name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|(_, value)| *value)
-        .sum()
-}
-
-async fn status_of(url: String) -> u16 {
-    get(url).await.status().as_u16()
-}
-
-async fn mint(gate: &Streamgate, body: Value) -> (u16, Value) {
-    let response = client()
-        .post(gate.url("/api/tokens/user"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
-
-fn verifies_with(answer: &Value, secret: &str) -> bool {
-    let token = answer["data"]["token"].as_str().unwrap();
-    jsonwebtoken::decode::<Value>(
-        token,
-        &DecodingKey::from_secret(secret.as_bytes()),
-        &Validation::new(Algorithm::HS256),
+/// The default config in front of `upstream`, with readiness tied to the
+/// app's `/health`.
+fn with_readiness_probe(upstream: std::net::SocketAddr) -> String {
+    default_config(upstream).replace(
+        "admin: { listen: \"127.0.0.1:{admin_port}\" }",
+        "admin: { listen: \"127.0.0.1:{admin_port}\", readiness_probe: { path: /health } }",
     )
-    .is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,59 +45,15 @@ async fn probes_answer_on_the_admin_listener() {
 #[tokio::test(flavor = "multi_thread")]
 async fn readiness_can_require_the_app() {
     let app = start_app().await;
-    let config = default_config(app.addr).replace(
-        "admin: { listen: \"127.0.0.1:{admin_port}\" }",
-        "admin: { listen: \"127.0.0.1:{admin_port}\", readiness_probe: { path: /health } }",
-    );
-    let gate = Streamgate::start(&config);
+    let gate = Streamgate::start(&with_readiness_probe(app.addr));
     assert_eq!(status_of(gate.admin_url("/readyz")).await, 200);
 
     let closed = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = default_config(closed).replace(
-        "admin: { listen: \"127.0.0.1:{admin_port}\" }",
-        "admin: { listen: \"127.0.0.1:{admin_port}\", readiness_probe: { path: /health } }",
-    );
-    let gate = Streamgate::start(&config);
-    let not_ready = client()
-        .get(gate.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let gate = Streamgate::start(&with_readiness_probe(closed));
+    let not_ready = get(gate.admin_url("/readyz")).await;
     assert_eq!(not_ready.status(), 503);
     let body: Value = not_ready.json().await.unwrap();
     assert_eq!(body["reason"], "upstream 'app' is unavailable");
-}
-
-/// Lays out a secret the way the kubelet mounts one: `api_secret` is a symlink
-/// into `..data`, itself a symlink to a timestamped directory, swapped by rename.
-struct SecretMount {
-    dir: tempfile::TempDir,
-    version: AtomicUsize,
-}
-
-impl SecretMount {
-    fn new() -> SecretMount {
-        let mount = SecretMount {
-            dir: tempfile::tempdir().unwrap(),
-            version: AtomicUsize::new(0),
-        };
-        std::os::unix::fs::symlink("..data/api_secret", mount.path()).unwrap();
-        mount
-    }
-
-    fn path(&self) -> std::path::PathBuf {
-        self.dir.path().join("api_secret")
-    }
-
-    fn write(&self, secret: &str) {
-        let version = format!("..v{}", self.version.fetch_add(1, Ordering::SeqCst));
-        let target = self.dir.path().join(&version);
-        std::fs::create_dir(&target).unwrap();
-        std::fs::write(target.join("api_secret"), secret).unwrap();
-        let tmp = self.dir.path().join("..data_tmp");
-        std::os::unix::fs::symlink(&version, &tmp).unwrap();
-        std::fs::rename(&tmp, self.dir.path().join("..data")).unwrap();
-    }
 }
 
 fn with_secret_file(config: String, path: &std::path::Path) -> String {
@@ -159,47 +63,21 @@ fn with_secret_file(config: String, path: &std::path::Path) -> String {
     )
 }
 
-/// Waits until the metric `name{labels}` satisfies `wanted`; counters that
-/// Pingora updates when it logs a request land just after the answer.
-async fn metric_reaches(
-    gate: &Streamgate,
-    name: &str,
-    labels: &[(&str, &str)],
-    wanted: impl Fn(f64) -> bool,
-) -> bool {
-    eventually(|| async { wanted(metric(&scrape(gate).await, name, labels)) }).await
-}
-
-async fn eventually<F: std::future::Future<Output = bool>>(mut check: impl FnMut() -> F) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn not_ready_until_the_secret_loads_then_rotates_like_kubernetes() {
     let app = start_app().await;
-    let mount = SecretMount::new();
+    let mount = Mount::new("api_secret");
     let gate = Streamgate::start(&with_secret_file(default_config(app.addr), &mount.path()));
 
     // Before the secret exists: alive, not ready, and no token.
     assert_eq!(status_of(gate.admin_url("/healthz")).await, 200);
-    let not_ready = client()
-        .get(gate.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let not_ready = get(gate.admin_url("/readyz")).await;
     assert_eq!(not_ready.status(), 503);
     assert_eq!(
         not_ready.json::<Value>().await.unwrap()["reason"],
         "no Stream API secret loaded yet"
     );
-    let (status, answer) = mint(&gate, json!({"userId": "u"})).await;
+    let (status, answer, _) = mint_user(&gate, json!({"userId": "u"}), &[]).await;
     assert_eq!(status, 503, "{answer}");
     assert_eq!(
         answer["error"],
@@ -211,30 +89,27 @@ async fn not_ready_until_the_secret_loads_then_rotates_like_kubernetes() {
         eventually(|| async { status_of(gate.admin_url("/readyz")).await == 200 }).await,
         "ready once loaded"
     );
-    let (status, answer) = mint(&gate, json!({"userId": "u"})).await;
+    let (status, answer, _) = mint_user(&gate, json!({"userId": "u"}), &[]).await;
     assert_eq!(status, 200);
-    assert!(verifies_with(&answer, "first-secret"));
+    assert!(verifies_with(token_in(&answer), "first-secret"));
 
     mount.write("second-secret");
     assert!(
         eventually(|| async {
-            let (_, answer) = mint(&gate, json!({"userId": "u"})).await;
-            verifies_with(&answer, "second-secret")
+            let (_, answer, _) = mint_user(&gate, json!({"userId": "u"}), &[]).await;
+            verifies_with(token_in(&answer), "second-secret")
         })
         .await,
         "the rotated secret is used"
     );
     // Never a mix: every token verifies with exactly one of the two keys.
     for _ in 0..20 {
-        let (_, answer) = mint(&gate, json!({"userId": "u"})).await;
-        assert!(verifies_with(&answer, "second-secret") && !verifies_with(&answer, "first-secret"));
+        let (_, answer, _) = mint_user(&gate, json!({"userId": "u"}), &[]).await;
+        let token = token_in(&answer);
+        assert!(verifies_with(token, "second-secret") && !verifies_with(token, "first-secret"));
     }
 
-    let failures_before = metric(
-        &scrape(&gate).await,
-        "streamgate_secret_reload_failures_total",
-        &[],
-    );
+    let failures_before = metric_now(&gate, "streamgate_secret_reload_failures_total", &[]).await;
     mount.write("");
     assert!(
         metric_reaches(&gate, "streamgate_secret_reload_failures_total", &[], |v| v
@@ -242,22 +117,22 @@ async fn not_ready_until_the_secret_loads_then_rotates_like_kubernetes() {
         .await,
         "the failure is counted"
     );
-    let (status, answer) = mint(&gate, json!({"userId": "u"})).await;
+    let (status, answer, _) = mint_user(&gate, json!({"userId": "u"}), &[]).await;
     assert_eq!(status, 200);
     assert!(
-        verifies_with(&answer, "second-secret"),
+        verifies_with(token_in(&answer), "second-secret"),
         "the last good key still signs"
     );
     assert_eq!(status_of(gate.admin_url("/readyz")).await, 200);
-    assert!(metric(&scrape(&gate).await, "streamgate_secret_reloads_total", &[]) >= 2.0);
+    assert!(metric_now(&gate, "streamgate_secret_reloads_total", &[]).await >= 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_tokens_refusals_and_proxied_requests() {
     let app = start_app().await;
-    let config = default_config(app.addr).replace(
-        "server:",
-        "rate_limits:\n  per_identity: { requests: 2, window: 60s }\nserver:",
+    let config = config_with(
+        app.addr,
+        "rate_limits:\n  per_identity: { requests: 2, window: 60s }",
     );
     let gate = Streamgate::start(&config);
     let before = scrape(&gate).await;
@@ -268,10 +143,16 @@ async fn metrics_count_tokens_refusals_and_proxied_requests() {
     );
 
     for _ in 0..2 {
-        assert_eq!(mint(&gate, json!({"userId": "alice"})).await.0, 200);
+        assert_eq!(
+            mint_user(&gate, json!({"userId": "alice"}), &[]).await.0,
+            200
+        );
     }
-    assert_eq!(mint(&gate, json!({"userId": "alice"})).await.0, 429);
-    assert_eq!(mint(&gate, json!({})).await.0, 422);
+    assert_eq!(
+        mint_user(&gate, json!({"userId": "alice"}), &[]).await.0,
+        429
+    );
+    assert_eq!(mint_user(&gate, json!({}), &[]).await.0, 422);
     assert_eq!(status_of(gate.url("/api/users")).await, 200);
     assert_eq!(status_of(gate.url("/api/users/missing")).await, 200);
 
@@ -381,17 +262,19 @@ async fn connect_errors_are_counted() {
 async fn access_log_lines_are_json_without_credentials() {
     let app = start_app().await;
     let gate = Streamgate::start(&default_config(app.addr));
-    let (status, answer) = mint(&gate, json!({"userId": "alice", "callId": "c1"})).await;
+    let (status, answer, _) =
+        mint_user(&gate, json!({"userId": "alice", "callId": "c1"}), &[]).await;
     assert_eq!(status, 200);
-    let token = answer["data"]["token"].as_str().unwrap().to_string();
-    let proxied = client()
-        .get(gate.url("/api/users?session=query-secret"))
-        .header("authorization", "Bearer authorization-secret")
-        .header("cookie", "session=cookie-secret")
-        .header("x-request-id", "trace-123")
-        .send()
-        .await
-        .unwrap();
+    let token = token_in(&answer).to_string();
+    let proxied = get_with(
+        gate.url("/api/users?session=query-secret"),
+        &[
+            ("authorization", "Bearer authorization-secret"),
+            ("cookie", "session=cookie-secret"),
+            ("x-request-id", "trace-123"),
+        ],
+    )
+    .await;
     assert_eq!(proxied.headers()["x-request-id"], "trace-123");
     let echoed: Value = proxied.json().await.unwrap();
     assert_eq!(
@@ -454,7 +337,7 @@ async fn access_log_lines_are_json_without_credentials() {
 async fn request_ids_are_generated_and_returned() {
     let app = start_app().await;
     let gate = Streamgate::start(&default_config(app.addr));
-    let response = client().get(gate.url("/x")).send().await.unwrap();
+    let response = get(gate.url("/x")).await;
     let returned = response.headers()["x-request-id"]
         .to_str()
         .unwrap()
@@ -462,13 +345,8 @@ async fn request_ids_are_generated_and_returned() {
     let echoed: Value = response.json().await.unwrap();
     assert_eq!(echoed["headers"]["x-request-id"], json!([returned.clone()]));
     assert_eq!(returned.len(), 36, "a UUID: {returned}");
-    let token = client()
-        .post(gate.url("/api/tokens/user"))
-        .json(&json!({"userId": "u"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(token.headers().contains_key("x-request-id"));
+    let (_, _, token_headers) = mint_user(&gate, json!({"userId": "u"}), &[]).await;
+    assert!(token_headers.contains_key("x-request-id"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -484,11 +362,7 @@ async fn sigterm_turns_readiness_off_drains_and_exits_in_time() {
     gate.signal("TERM");
 
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let readiness = client()
-        .get(gate.admin_url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let readiness = get(gate.admin_url("/readyz")).await;
     assert_eq!(readiness.status(), 503, "not ready at once");
     assert_eq!(
         readiness.json::<Value>().await.unwrap()["reason"],
@@ -538,7 +412,7 @@ async fn graceful_upgrade_under_load_loses_no_request() {
     let app = start_app().await;
     let config = default_config(app.addr);
     let old = Streamgate::start(&config);
-    let url = old.url("/api/tokens/user");
+    let url = old.url(USER_TOKEN_PATH);
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut workers = Vec::new();
@@ -573,9 +447,9 @@ async fn graceful_upgrade_under_load_loses_no_request() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut new = old.start_upgrade(&config.replace(
-        "server:",
-        "tokens: { default_validity_seconds: 60 }\nserver:",
+    let mut new = old.start_upgrade(&config_with(
+        app.addr,
+        "tokens: { default_validity_seconds: 60 }",
     ));
     old.signal("QUIT");
     let mut old = old;
@@ -601,7 +475,7 @@ async fn graceful_upgrade_under_load_loses_no_request() {
         ok + failed
     );
 
-    let (status, answer) = mint(&new, json!({"userId": "u"})).await;
+    let (status, answer, _) = mint_user(&new, json!({"userId": "u"}), &[]).await;
     assert_eq!(status, 200);
     assert_eq!(
         answer["data"]["validityInSeconds"], 60,

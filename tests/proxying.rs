@@ -164,11 +164,7 @@ async fn app_down_gives_a_prompt_json_502() {
     let closed = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let gate = Streamgate::start(&default_config(closed));
     let started = Instant::now();
-    let response = client()
-        .get(gate.url("/anything?x=1"))
-        .send()
-        .await
-        .unwrap();
+    let response = get(gate.url("/anything?x=1")).await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -182,13 +178,8 @@ async fn app_down_gives_a_prompt_json_502() {
         json!({"success": false, "error": "Bad gateway: upstream 'app' is unavailable"})
     );
     // Token minting does not depend on the app.
-    let token = client()
-        .post(gate.url("/api/tokens/user"))
-        .json(&json!({"userId": "u"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(token.status(), 200);
+    let (status, _, _) = mint_user(&gate, json!({"userId": "u"}), &[]).await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,7 +187,7 @@ async fn slow_app_gives_a_json_504_after_the_read_timeout() {
     let app = start_app().await;
     let gate = Streamgate::start(&default_config(app.addr));
     let started = Instant::now();
-    let response = client().get(gate.url("/slow")).send().await.unwrap();
+    let response = get(gate.url("/slow")).await;
     assert!(
         started.elapsed() < Duration::from_millis(2900),
         "took {:?}",

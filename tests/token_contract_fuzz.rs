@@ -3,9 +3,11 @@
 //! nesting, long and non-ASCII strings — each must get a well-formed 200 or 4xx
 //! envelope. No panic, no 500.
 
+mod common;
+
 use std::time::SystemTime;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use common::claims;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use streamgate::token::{Identity, MintKind, TokenMinter, TokenPolicy};
@@ -41,13 +43,7 @@ fn assert_well_formed_as(kind: MintKind, body: &[u8], identity: Option<&Identity
     if reply.status == 200 {
         assert_eq!(json["success"], json!(true));
         let token = json["data"]["token"].as_str().expect("token");
-        let claims = jsonwebtoken::decode::<Value>(
-            token,
-            &DecodingKey::from_secret(SECRET.as_bytes()),
-            &Validation::new(Algorithm::HS256),
-        )
-        .expect("token verifies")
-        .claims;
+        let claims = claims(token, SECRET);
         assert_eq!(claims["user_id"], json["data"]["userId"]);
         if let Some(identity) = identity {
             assert_eq!(

@@ -3,15 +3,13 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use common::*;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
-const HEADER_SEGMENT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
-
-async fn post(gate: &Streamgate, body: &'static str) -> reqwest::Response {
+/// A token request with a JSON Content-Type.
+async fn post(gate: &Streamgate, body: impl Into<reqwest::Body>) -> reqwest::Response {
     post_as(gate, Some("application/json"), body).await
 }
 
@@ -19,46 +17,13 @@ async fn post(gate: &Streamgate, body: &'static str) -> reqwest::Response {
 async fn post_as(
     gate: &Streamgate,
     content_type: Option<&str>,
-    body: &'static str,
+    body: impl Into<reqwest::Body>,
 ) -> reqwest::Response {
-    let mut request = client().post(gate.url("/api/tokens/user")).body(body);
+    let mut request = client().post(gate.url(USER_TOKEN_PATH)).body(body);
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
     }
     request.send().await.expect("request")
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Verifies the token with the secret and returns its claims.
-fn verified_claims(token: &str) -> Value {
-    assert!(
-        token.starts_with(&format!("{HEADER_SEGMENT}.")),
-        "header segment of {token}"
-    );
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.required_spec_claims = ["exp".to_string()].into();
-    let data = jsonwebtoken::decode::<Value>(
-        token,
-        &DecodingKey::from_secret(API_SECRET.as_bytes()),
-        &validation,
-    )
-    .expect("token verifies with the API secret");
-    assert!(
-        jsonwebtoken::decode::<Value>(
-            token,
-            &DecodingKey::from_secret(b"another secret"),
-            &validation
-        )
-        .is_err(),
-        "token must not verify with another secret"
-    );
-    data.claims
 }
 
 /// Checks the 200 envelope and returns `data`.
@@ -94,7 +59,7 @@ async fn seed_example_basic_user_token() {
     assert_eq!(data["callType"], "default");
     assert_eq!(data["validityInSeconds"], 3600);
     assert!(data.get("callId").is_none(), "{data}");
-    let claims = verified_claims(data["token"].as_str().unwrap());
+    let claims = claims(data["token"].as_str().unwrap(), API_SECRET);
     let keys: Vec<&String> = claims.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["exp", "iat", "user_id"], "no other claims");
     assert_eq!(claims["user_id"], "john_doe");
@@ -122,7 +87,7 @@ async fn seed_example_custom_validity() {
     )
     .await;
     assert_eq!(data["validityInSeconds"], 86400);
-    let claims = verified_claims(data["token"].as_str().unwrap());
+    let claims = claims(data["token"].as_str().unwrap(), API_SECRET);
     assert_eq!(
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
         86400 + 5
@@ -143,7 +108,7 @@ async fn seed_example_call_restricted_token() {
     .await;
     assert_eq!(data["callId"], "meeting-123");
     assert_eq!(data["callType"], "default");
-    let claims = verified_claims(data["token"].as_str().unwrap());
+    let claims = claims(data["token"].as_str().unwrap(), API_SECRET);
     assert_eq!(claims["call_cids"], json!(["default:meeting-123"]));
     assert_eq!(claims.as_object().unwrap().len(), 4, "{claims}");
 }
@@ -158,7 +123,7 @@ async fn keep_alive_connection_serves_many_tokens() {
         .unwrap();
     for i in 0..20 {
         let response = client
-            .post(gate.url("/api/tokens/user"))
+            .post(gate.url(USER_TOKEN_PATH))
             .json(&json!({"userId": format!("user-{i}"), "validityInSeconds": 7200.0}))
             .send()
             .await
@@ -198,16 +163,11 @@ async fn every_error_status_has_the_exact_envelope() {
     )
     .await;
 
-    let too_large = client()
-        .post(gate.url("/api/tokens/user"))
-        .header("content-type", "application/json")
-        .body(format!(
-            r#"{{"userId":"u","pad":"{}"}}"#,
-            "x".repeat(16_384)
-        ))
-        .send()
-        .await
-        .unwrap();
+    let too_large = post(
+        &gate,
+        format!(r#"{{"userId":"u","pad":"{}"}}"#, "x".repeat(16_384)),
+    )
+    .await;
     assert_error(
         too_large,
         413,
@@ -218,15 +178,11 @@ async fn every_error_status_has_the_exact_envelope() {
     // Chunked: no Content-Length to judge from, so the limit applies while reading.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..20).map(|_| Ok(vec![b' '; 1024])).collect();
-    let chunked = client()
-        .post(gate.url("/api/tokens/user"))
-        .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
-        .send()
-        .await
-        .unwrap();
+    let chunked = post(
+        &gate,
+        reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)),
+    )
+    .await;
     assert!(chunked.headers().get("content-length").is_some());
     assert_error(
         chunked,
@@ -288,7 +244,7 @@ async fn configured_limits_apply() {
         + "tokens: { default_validity_seconds: 60, max_validity_seconds: 120, iat_leeway_seconds: 0, max_body_bytes: 64 }\n";
     let gate = Streamgate::start(&config);
     let data = success_data(post(&gate, r#"{"userId":"u"}"#).await).await;
-    let claims = verified_claims(data["token"].as_str().unwrap());
+    let claims = claims(data["token"].as_str().unwrap(), API_SECRET);
     assert_eq!(
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
         60
@@ -327,11 +283,7 @@ async fn unmatched_request_gets_a_json_404() {
         + "routes:\n  - { match: { method: POST, path: /api/tokens/user }, mint: user_token }\n  - { match: { path_prefix: /app/ }, upstream: app }\n";
     let gate = Streamgate::start(&config);
     assert_error(
-        client()
-            .get(gate.url("/elsewhere?q=1"))
-            .send()
-            .await
-            .unwrap(),
+        get(gate.url("/elsewhere?q=1")).await,
         404,
         "Not found: no route matches GET /elsewhere",
     )
@@ -342,12 +294,12 @@ async fn unmatched_request_gets_a_json_404() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn direct_response_route_answers_without_the_app() {
-    let config = default_config("127.0.0.1:1".parse().unwrap()).replace(
-        "server:",
-        "routes:\n  - { match: { path: /ping }, direct_response: { status: 200, body: pong } }\n  - { match: { path_prefix: / }, upstream: app }\nserver:",
+    let config = config_with(
+        "127.0.0.1:1".parse().unwrap(),
+        "routes:\n  - { match: { path: /ping }, direct_response: { status: 200, body: pong } }\n  - { match: { path_prefix: / }, upstream: app }",
     );
     let gate = Streamgate::start(&config);
-    let response = client().get(gate.url("/ping")).send().await.unwrap();
+    let response = get(gate.url("/ping")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-type"],
@@ -371,19 +323,16 @@ async fn logs_never_contain_the_secret_or_a_token() {
     // Errors and proxied requests, including a token in a query string and an
     // Authorization header, must not be logged either.
     assert_eq!(post(&gate, "{").await.status(), 400);
-    let proxied = client()
-        .get(gate.url(&format!("/api/profile?token={}", tokens[0])))
-        .header("authorization", format!("Bearer {}", tokens[1]))
-        .send()
-        .await
-        .unwrap();
+    let proxied = get_with(
+        gate.url(&format!("/api/profile?token={}", tokens[0])),
+        &[("authorization", &format!("Bearer {}", tokens[1]))],
+    )
+    .await;
     assert_eq!(proxied.status(), 200);
     // Wait for the access-log lines of all four requests, written just after
-    // each answer, so that they are part of what is checked.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while gate.stdout().lines().count() < 4 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // each answer, so that they are part of what is checked (the count is
+    // asserted below).
+    eventually(|| async { gate.stdout().lines().count() >= 4 }).await;
     let logs = gate.logs();
     assert_eq!(
         gate.stdout().lines().count(),
