@@ -1,5 +1,7 @@
 //! The `streamgate` command: parse arguments, load the configuration, run.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -127,6 +127,9 @@ async fn not_ready_until_the_secret_loads_then_rotates_like_kubernetes() {
     assert!(metric_now(&gate, "streamgate_secret_reloads_total", &[]).await >= 2.0);
 }
 
+/// A metric's label pairs.
+type Labels<'a> = &'a [(&'a str, &'a str)];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_tokens_refusals_and_proxied_requests() {
     let app = start_app().await;
@@ -169,60 +172,40 @@ async fn metrics_count_tokens_refusals_and_proxied_requests() {
         .await
     );
     let after = scrape(&gate).await;
-    assert_eq!(
-        metric(&after, "streamgate_tokens_issued_total", &route),
-        2.0
-    );
-    assert_eq!(
-        metric(
-            &after,
+    let expected: [(&str, Labels, f64); 9] = [
+        ("streamgate_tokens_issued_total", &route, 2.0),
+        (
             "streamgate_tokens_refused_total",
-            &[route[0], ("reason", "validation")]
+            &[route[0], ("reason", "validation")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &after,
+        (
             "streamgate_tokens_refused_total",
-            &[route[0], ("reason", "rate_limited")]
+            &[route[0], ("reason", "rate_limited")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &after,
+        (
             "streamgate_rate_limited_total",
-            &[route[0], ("limit", "identity")]
+            &[route[0], ("limit", "identity")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &after,
+        (
             "streamgate_token_request_duration_seconds_count",
-            &route
+            &route,
+            4.0,
         ),
-        4.0
-    );
-    assert_eq!(
-        metric(
-            &after,
-            "streamgate_proxied_requests_total",
-            &[("upstream", "app"), ("status_class", "2xx")]
-        ),
-        2.0
-    );
-    assert_eq!(
-        metric(
-            &after,
+        ("streamgate_proxied_requests_total", &proxied_2xx, 2.0),
+        (
             "streamgate_upstream_response_duration_seconds_count",
-            &[("upstream", "app")]
+            &[("upstream", "app")],
+            2.0,
         ),
-        2.0
-    );
-    assert_eq!(metric(&after, "streamgate_secret_loaded", &[]), 1.0);
-    assert_eq!(metric(&after, "streamgate_build_info", &[]), 1.0);
+        ("streamgate_secret_loaded", &[], 1.0),
+        ("streamgate_build_info", &[], 1.0),
+    ];
+    for (name, labels, value) in expected {
+        assert_eq!(metric(&after, name, labels), value, "{name}{labels:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,7 +28,7 @@ use pingora::services::listening::Service;
 mod signals;
 
 use crate::admin::{AdminService, Health};
-use crate::config::{Config, SecretSource};
+use crate::config::{Config, SecretSource, ServerSettings};
 use crate::proxy::Gateway;
 use crate::reload::{self, Reload, WatchedFile};
 use crate::telemetry::metrics::Metrics;
@@ -41,25 +41,11 @@ use signals::{DrainingSignals, SettleBeforeCleanup, SETTLE};
 /// streamgate (which must then be sent SIGQUIT) instead of bound anew.
 pub fn run(mut config: Config, upgrade: bool) -> ! {
     let settings = config.server.clone();
-    let server_conf = ServerConf {
-        threads: settings.threads,
-        work_stealing: settings.work_stealing.unwrap_or(settings.threads > 1),
-        grace_period_seconds: Some(settings.grace_period_seconds),
-        graceful_shutdown_timeout_seconds: Some(settings.graceful_shutdown_timeout_seconds),
-        upstream_keepalive_pool_size: settings.upstream_keepalive_pool_size,
-        ca_file: settings.ca_file.clone(),
-        pid_file: settings.pid_file.clone(),
-        upgrade_sock: settings.upgrade_sock.clone(),
-        // A refused or timed-out connect is retried once, not Pingora's 16 times:
-        // a sidecar's app is on loopback, and a client must get its 502 promptly.
-        max_retries: 1,
-        ..ServerConf::default()
-    };
     let opt = Opt {
         upgrade,
         ..Opt::default()
     };
-    let mut server = Server::new_with_opt_and_conf(opt, server_conf);
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&settings));
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new());
@@ -78,6 +64,11 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     let _file_watch = reload::watch(watched_files);
 
     let health = Arc::new(Health::default());
+    let connector = || {
+        Connector::new(Some(ConnectorOptions::from_server_conf(
+            &server.configuration,
+        )))
+    };
     let probe = config.admin.readiness_probe.clone().and_then(|probe| {
         let settings = config.upstreams.iter().find(|u| u.name == probe.upstream)?;
         Some((probe, Upstream::new(settings, &metrics)))
@@ -89,19 +80,14 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
             signer: Arc::clone(&signer),
             metrics: Arc::clone(&metrics),
             probe,
-            connector: Connector::new(Some(ConnectorOptions::from_server_conf(
-                &server.configuration,
-            ))),
+            connector: connector(),
         },
     );
     admin.add_tcp(&config.admin.listen.to_string());
 
     let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
     let admin_listen = config.admin.listen;
-    let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
-        &server.configuration,
-    )));
-    let gateway = Gateway::new(config, signer, metrics, connector);
+    let gateway = Gateway::new(config, signer, metrics, connector());
     let mut proxy = Service::new(
         "streamgate".to_string(),
         SettleBeforeCleanup {
@@ -129,6 +115,24 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     });
     log::info!("streamgate stopped");
     std::process::exit(0)
+}
+
+/// Pingora's server settings from the `server:` section.
+fn server_conf(settings: &ServerSettings) -> ServerConf {
+    ServerConf {
+        threads: settings.threads,
+        work_stealing: settings.work_stealing.unwrap_or(settings.threads > 1),
+        grace_period_seconds: Some(settings.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(settings.graceful_shutdown_timeout_seconds),
+        upstream_keepalive_pool_size: settings.upstream_keepalive_pool_size,
+        ca_file: settings.ca_file.clone(),
+        pid_file: settings.pid_file.clone(),
+        upgrade_sock: settings.upgrade_sock.clone(),
+        // A refused or timed-out connect is retried once, not Pingora's 16 times:
+        // a sidecar's app is on loopback, and a client must get its 502 promptly.
+        max_retries: 1,
+        ..ServerConf::default()
+    }
 }
 
 /// The Stream API secret file, followed: a good new secret replaces the

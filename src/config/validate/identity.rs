@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, Validation};
 
 use super::{header_name, json_pointer, method, nonzero, upstream_name};
 use crate::config::error::ConfigError;
-use crate::config::raw::{IdentityMode, RawIdentity, RawJwt};
+use crate::config::raw::{IdentityMode, RawForwardAuth, RawIdentity, RawJwt};
 use crate::config::resolve::{self, JwtKeySource};
 use crate::config::UpstreamSettings;
 use crate::identity::{
@@ -70,46 +70,8 @@ pub(super) fn identity(
         }
         IdentityMode::ForwardAuth => {
             let block = raw.forward_auth.ok_or_else(|| required("forward_auth"))?;
-            let key = format!("{key}.forward_auth");
-            let upstream = upstream_name(
-                &format!("{key}.upstream"),
-                block.upstream.as_deref(),
-                upstreams,
-            )?;
-            if !block.path.starts_with('/') {
-                return Err(ConfigError::new(
-                    format!("{key}.path"),
-                    "must start with '/'",
-                ));
-            }
-            let user_id = match (block.user_id_header, block.user_id_pointer) {
-                (Some(h), None) => {
-                    UserIdLocation::Header(header_name(&format!("{key}.user_id_header"), &h)?)
-                }
-                (None, Some(p)) => {
-                    UserIdLocation::JsonPointer(json_pointer(&format!("{key}.user_id_pointer"), p)?)
-                }
-                _ => {
-                    return Err(ConfigError::new(
-                        key,
-                        "needs exactly one of user_id_header or user_id_pointer",
-                    ))
-                }
-            };
-            Ok(IdentitySource::ForwardAuth(ForwardAuth {
-                upstream,
-                method: method(&format!("{key}.method"), &block.method)?,
-                path: block.path,
-                user_id,
-                roles_pointer: block
-                    .roles_pointer
-                    .map(|p| json_pointer(&format!("{key}.roles_pointer"), p))
-                    .transpose()?,
-                timeout: nonzero(&format!("{key}.timeout"), block.timeout)?,
-                cache_ttl: block.cache_ttl,
-                max_body_bytes: FORWARD_AUTH_MAX_BODY_BYTES,
-                template,
-            }))
+            forward_auth(block, &format!("{key}.forward_auth"), template, upstreams)
+                .map(IdentitySource::ForwardAuth)
         }
         IdentityMode::Jwt => {
             let block = raw.jwt.ok_or_else(|| required("jwt"))?;
@@ -117,6 +79,53 @@ pub(super) fn identity(
                 .map(|jwt| IdentitySource::Jwt(Box::new(jwt)))
         }
     }
+}
+
+fn forward_auth(
+    block: RawForwardAuth,
+    key: &str,
+    template: UserIdTemplate,
+    upstreams: &[UpstreamSettings],
+) -> Result<ForwardAuth, ConfigError> {
+    let upstream = upstream_name(
+        &format!("{key}.upstream"),
+        block.upstream.as_deref(),
+        upstreams,
+    )?;
+    if !block.path.starts_with('/') {
+        return Err(ConfigError::new(
+            format!("{key}.path"),
+            "must start with '/'",
+        ));
+    }
+    let user_id = match (block.user_id_header, block.user_id_pointer) {
+        (Some(h), None) => {
+            UserIdLocation::Header(header_name(&format!("{key}.user_id_header"), &h)?)
+        }
+        (None, Some(p)) => {
+            UserIdLocation::JsonPointer(json_pointer(&format!("{key}.user_id_pointer"), p)?)
+        }
+        _ => {
+            return Err(ConfigError::new(
+                key,
+                "needs exactly one of user_id_header or user_id_pointer",
+            ))
+        }
+    };
+    Ok(ForwardAuth {
+        upstream,
+        method: method(&format!("{key}.method"), &block.method)?,
+        path: block.path,
+        user_id,
+        roles_pointer: block
+            .roles_pointer
+            .map(|p| json_pointer(&format!("{key}.roles_pointer"), p))
+            .transpose()?,
+        timeout: nonzero(&format!("{key}.timeout"), block.timeout)?,
+        cache_ttl: block.cache_ttl,
+        max_body_bytes: FORWARD_AUTH_MAX_BODY_BYTES,
+        template,
+    })
 }
 
 fn jwt(
