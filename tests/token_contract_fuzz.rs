@@ -10,12 +10,16 @@ use std::time::SystemTime;
 use common::claims;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use streamgate::token::{Identity, MintKind, TokenMinter, TokenPolicy};
+use std::sync::Arc;
+
+use streamgate::token::{Identity, MintKind, Rejection, SignerSlot, TokenMinter, TokenPolicy};
 
 const SECRET: &str = "fuzz-secret";
 
 fn endpoint() -> TokenMinter {
-    TokenMinter::new("fuzz-key", SECRET, TokenPolicy::default())
+    let signer = SignerSlot::default();
+    signer.replace(SECRET.as_bytes());
+    TokenMinter::with_signer("fuzz-key", Arc::new(signer), TokenPolicy::default())
 }
 
 /// The invariant every answer must satisfy, for a user token from an
@@ -30,7 +34,12 @@ fn assert_well_formed(body: &[u8]) {
 }
 
 fn assert_well_formed_as(kind: MintKind, body: &[u8], identity: Option<&Identity>) {
-    let reply = endpoint().answer(kind, body, identity, SystemTime::now());
+    let minter = endpoint();
+    let reply = minter
+        .parse(kind, body, identity.is_some())
+        .and_then(|request| minter.authorize(request, identity))
+        .and_then(|grant| minter.issue(&grant, SystemTime::now()))
+        .unwrap_or_else(Rejection::into_reply);
     assert!(
         matches!(reply.status, 200 | 400 | 403 | 422),
         "status {} for body {:?}",

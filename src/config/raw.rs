@@ -25,7 +25,8 @@ pub(super) struct RawConfig {
     pub listen: Option<Vec<String>>,
     pub upstreams: Option<BTreeMap<String, RawUpstream>>,
     pub stream: Option<RawStream>,
-    pub tokens: Option<RawTokens>,
+    /// The token contract's own policy type is the section's shape.
+    pub tokens: Option<TokenPolicy>,
     pub routes: Option<Option<Vec<RawRoute>>>,
     pub trusted_cidrs: Option<Option<Vec<String>>>,
     pub identity: Option<RawIdentity>,
@@ -196,31 +197,6 @@ pub(super) struct RawStream {
     pub api_key: String,
     pub api_secret: Option<String>,
     pub api_secret_file: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(super) struct RawTokens {
-    pub default_validity_seconds: u64,
-    pub max_validity_seconds: u64,
-    pub iat_leeway_seconds: u64,
-    pub max_body_bytes: usize,
-    pub anyone_roles: Vec<String>,
-    pub allowed_call_types: Option<Vec<String>>,
-}
-
-impl Default for RawTokens {
-    fn default() -> Self {
-        let policy = TokenPolicy::default();
-        RawTokens {
-            default_validity_seconds: policy.default_validity_seconds,
-            max_validity_seconds: policy.max_validity_seconds,
-            iat_leeway_seconds: policy.iat_leeway_seconds,
-            max_body_bytes: policy.max_body_bytes,
-            anyone_roles: policy.anyone_roles,
-            allowed_call_types: policy.allowed_call_types,
-        }
-    }
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]

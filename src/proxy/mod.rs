@@ -209,7 +209,6 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
             Target::Mint(token_route) => {
-                ctx.route = "token";
                 let token_route = Arc::clone(token_route);
                 let outcome = self.token_answer(session, &token_route).await?;
                 ctx.user_id = outcome.user_id;

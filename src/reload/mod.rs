@@ -75,10 +75,6 @@ impl WatchedFile {
         self
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Reads the file now and applies it if its content changed.
     pub fn reload(&self) -> Reload {
         let outcome = self.read_and_apply();

@@ -54,7 +54,7 @@ pub struct AccessRecord<'a> {
 
 impl AccessRecord<'_> {
     /// The line for `format`, without a trailing newline; `None` when off.
-    pub fn line(&self, format: AccessLogFormat) -> Option<Vec<u8>> {
+    fn line(&self, format: AccessLogFormat) -> Option<Vec<u8>> {
         match format {
             AccessLogFormat::Off => None,
             AccessLogFormat::Json => serde_json::to_vec(self).ok(),

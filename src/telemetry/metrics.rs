@@ -202,7 +202,7 @@ impl Metrics {
 }
 
 /// `2xx`, `4xx`…: the status class label of a response.
-pub fn status_class(status: u16) -> &'static str {
+fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",
         200..=299 => "2xx",

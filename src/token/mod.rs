@@ -56,8 +56,10 @@ pub struct Identity {
     pub roles: Vec<String>,
 }
 
-/// Limits and defaults from the `tokens:` section of the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Limits and defaults: the `tokens:` section of the configuration, as written
+/// (every field optional, defaulting to [`TokenPolicy::default`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TokenPolicy {
     pub default_validity_seconds: u64,
     pub max_validity_seconds: u64,
@@ -104,14 +106,6 @@ pub struct Grant {
 }
 
 impl TokenMinter {
-    pub fn new(api_key: &str, api_secret: &str, policy: TokenPolicy) -> Self {
-        TokenMinter::with_signer(
-            api_key,
-            Arc::new(SignerSlot::with_secret(api_secret.as_bytes())),
-            policy,
-        )
-    }
-
     /// A minter whose key can be rotated through `signer` while it runs.
     pub fn with_signer(api_key: &str, signer: Arc<SignerSlot>, policy: TokenPolicy) -> Self {
         TokenMinter {
@@ -255,20 +249,6 @@ impl TokenMinter {
         };
         let body = serde_json::to_vec(&response).map_err(|_| Rejection::Internal)?;
         Ok(Reply { status: 200, body })
-    }
-
-    /// All three steps for a complete body; what a route without rate limits does.
-    pub fn answer(
-        &self,
-        kind: MintKind,
-        body: &[u8],
-        identity: Option<&Identity>,
-        now: SystemTime,
-    ) -> Reply {
-        self.parse(kind, body, identity.is_some())
-            .and_then(|request| self.authorize(request, identity))
-            .and_then(|grant| self.issue(&grant, now))
-            .unwrap_or_else(Rejection::into_reply)
     }
 }
 

@@ -73,10 +73,6 @@ impl fmt::Debug for SignerSlot {
 }
 
 impl SignerSlot {
-    pub fn with_secret(secret: &[u8]) -> Self {
-        SignerSlot(ArcSwapOption::from_pointee(Signer::new(secret)))
-    }
-
     pub fn load(&self) -> Option<Arc<Signer>> {
         self.0.load_full()
     }

@@ -1,4 +1,5 @@
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -9,12 +10,34 @@ use serde_json::json;
 
 const NOW: u64 = 1_795_000_000;
 
+fn minter(policy: TokenPolicy) -> TokenMinter {
+    let signer = SignerSlot::default();
+    signer.replace(b"the-secret");
+    TokenMinter::with_signer("the-key", Arc::new(signer), policy)
+}
+
 fn endpoint() -> TokenMinter {
-    TokenMinter::new("the-key", "the-secret", TokenPolicy::default())
+    minter(TokenPolicy::default())
+}
+
+/// The three steps for a complete body, as a route without rate limits runs them.
+fn answer_with(
+    minter: &TokenMinter,
+    kind: MintKind,
+    body: &[u8],
+    identity: Option<&Identity>,
+    now: SystemTime,
+) -> Reply {
+    minter
+        .parse(kind, body, identity.is_some())
+        .and_then(|request| minter.authorize(request, identity))
+        .and_then(|grant| minter.issue(&grant, now))
+        .unwrap_or_else(Rejection::into_reply)
 }
 
 fn answer(body: &str) -> (u16, Value) {
-    let reply = endpoint().answer(
+    let reply = answer_with(
+        &endpoint(),
         MintKind::UserToken,
         body.as_bytes(),
         None,
@@ -70,7 +93,8 @@ fn user_token_with_call() {
 
 #[test]
 fn data_keys_are_exactly_the_contract() {
-    let reply = endpoint().answer(
+    let reply = answer_with(
+        &endpoint(),
         MintKind::UserToken,
         br#"{"userId":"u","extra":"ignored","role":"admin"}"#,
         None,
@@ -294,8 +318,9 @@ fn error_envelope_escapes_the_message() {
 }
 
 fn call_answer(body: &str, identity: Option<&Identity>, policy: TokenPolicy) -> (u16, Value) {
-    let minter = TokenMinter::new("the-key", "the-secret", policy);
-    let reply = minter.answer(
+    let minter = minter(policy);
+    let reply = answer_with(
+        &minter,
         MintKind::CallToken,
         body.as_bytes(),
         identity,
@@ -316,7 +341,7 @@ fn identity_decides_the_user() {
     let minter = endpoint();
     let at = UNIX_EPOCH + Duration::from_secs(NOW);
     let me = alice(&[]);
-    let reply = minter.answer(MintKind::UserToken, b"{}", Some(&me), at);
+    let reply = answer_with(&minter, MintKind::UserToken, b"{}", Some(&me), at);
     assert_eq!(reply.status, 200);
     let json: Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(json["data"]["userId"], "alice");
@@ -325,12 +350,18 @@ fn identity_decides_the_user() {
         "alice"
     );
     assert_eq!(
-        minter
-            .answer(MintKind::UserToken, br#"{"userId":"alice"}"#, Some(&me), at)
-            .status,
+        answer_with(
+            &minter,
+            MintKind::UserToken,
+            br#"{"userId":"alice"}"#,
+            Some(&me),
+            at
+        )
+        .status,
         200
     );
-    let other = minter.answer(
+    let other = answer_with(
+        &minter,
         MintKind::UserToken,
         br#"{"userId":"mallory"}"#,
         Some(&me),

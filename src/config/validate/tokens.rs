@@ -3,7 +3,7 @@
 
 use super::nonzero;
 use crate::config::error::{ConfigError, Errors};
-use crate::config::raw::{RawCors, RawRateLimit, RawRateLimits, RawStream, RawTokens};
+use crate::config::raw::{RawCors, RawRateLimit, RawRateLimits, RawStream};
 use crate::config::{RateLimitSetting, RateLimitSettings, SecretSource, StreamCredentials};
 use crate::net::cors::{AllowedOrigins, CorsPolicy};
 use crate::token::{is_name, TokenPolicy, NAME_RULE};
@@ -37,7 +37,9 @@ pub(super) fn stream(raw: RawStream) -> Result<StreamCredentials, ConfigError> {
     })
 }
 
-pub(super) fn policy(raw: RawTokens) -> Result<TokenPolicy, ConfigError> {
+/// The `tokens` section, checked: validities in order, a body limit, names
+/// that the contract's own rule accepts.
+pub(super) fn policy(raw: TokenPolicy) -> Result<TokenPolicy, ConfigError> {
     if raw.max_validity_seconds == 0 {
         return Err(ConfigError::new(
             "tokens.max_validity_seconds",
@@ -64,14 +66,7 @@ pub(super) fn policy(raw: RawTokens) -> Result<TokenPolicy, ConfigError> {
     if let Some(types) = &raw.allowed_call_types {
         names("tokens.allowed_call_types", types)?;
     }
-    Ok(TokenPolicy {
-        default_validity_seconds: raw.default_validity_seconds,
-        max_validity_seconds: raw.max_validity_seconds,
-        iat_leeway_seconds: raw.iat_leeway_seconds,
-        max_body_bytes: raw.max_body_bytes,
-        anyone_roles: raw.anyone_roles,
-        allowed_call_types: raw.allowed_call_types,
-    })
+    Ok(raw)
 }
 
 /// Role and call-type names, checked by the token contract's own rule.
