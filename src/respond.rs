@@ -74,7 +74,7 @@ impl Answer {
     pub fn direct(direct: &DirectResponse) -> Answer {
         Answer {
             status: direct.status,
-            content_type: HeaderValue::from_str(&direct.content_type).ok(),
+            content_type: Some(direct.content_type.clone()),
             no_store: false,
             body: direct.body.clone(),
             headers: Vec::new(),
@@ -192,7 +192,7 @@ mod tests {
     fn direct_responses_keep_their_type_and_may_be_cached() {
         let direct = DirectResponse {
             status: 200,
-            content_type: "text/plain".into(),
+            content_type: HeaderValue::from_static("text/plain"),
             body: Bytes::from_static(b"ok"),
         };
         let response = Answer::direct(&direct).into_response();

@@ -1,7 +1,11 @@
 //! The app behind streamgate, as the proxy and the admin listener reach it:
 //! one [`Upstream`] per configured upstream, holding everything a request to
-//! it needs at run time (the prepared Pingora peer and its metric series), and
-//! [`ask`], the one-shot sub-request of forward auth and the readiness probe.
+//! it needs at run time (the prepared Pingora peer and its metric series),
+//! built once into [`Upstreams`] and shared, and [`ask`], the one-shot
+//! sub-request of forward auth and the readiness probe.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
@@ -35,6 +39,33 @@ impl Upstream {
             peer,
             metrics: metrics.upstream(&settings.name),
         }
+    }
+}
+
+/// Every configured upstream by name, built once at start.
+pub struct Upstreams(BTreeMap<String, Arc<Upstream>>);
+
+/// A name the configuration was checked to define, missing at run time: a
+/// fault of ours, reported at start rather than on a request.
+#[derive(Debug, thiserror::Error)]
+#[error("no upstream named {0:?} (the configuration check should have refused it)")]
+pub struct UnknownUpstream(pub String);
+
+impl Upstreams {
+    pub fn new(settings: &[UpstreamSettings], metrics: &Metrics) -> Self {
+        Upstreams(
+            settings
+                .iter()
+                .map(|s| (s.name.clone(), Arc::new(Upstream::new(s, metrics))))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Upstream>, UnknownUpstream> {
+        self.0
+            .get(name)
+            .cloned()
+            .ok_or_else(|| UnknownUpstream(name.to_string()))
     }
 }
 

@@ -44,7 +44,7 @@ pub struct AdminService {
     pub signer: Arc<SignerSlot>,
     pub metrics: Arc<Metrics>,
     /// The probe and the upstream it asks.
-    pub probe: Option<(ReadinessProbe, Upstream)>,
+    pub probe: Option<(ReadinessProbe, Arc<Upstream>)>,
     pub connector: Connector,
 }
 

@@ -1,11 +1,12 @@
 //! Configuration: one YAML file, read and checked once at start.
 //!
-//! In layers, as river does: [`raw`] holds the serde shapes of the file (the
-//! public surface, one per section), [`env`] expands `${VAR}` inside string
-//! values, `validate/` turns each section into the typed [`model`] and records
-//! every problem with its key path, and [`resolve`] does the I/O that checking
-//! needs (DNS for upstream addresses, reading key files). The result is a
-//! [`Config`]; nothing after it re-validates a string.
+//! In layers, as river does: [`env`] expands `${VAR}` inside the string values
+//! of the parsed YAML, [`raw`] holds the serde shapes of the file (the public
+//! surface, one per section; `tokens`, `access_log` and `server` reuse the type
+//! their owner runs with), `validate/` turns each section into the typed
+//! [`model`] and records every problem with its key path, and [`resolve`] does
+//! the I/O that checking needs (DNS for upstream addresses, reading key files).
+//! The result is a [`Config`]; nothing after it re-validates a string.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -83,7 +84,7 @@ impl Config {
 
     /// The token routes with their settings, in table order, each with the
     /// route's description (`POST /api/tokens/user`).
-    pub fn token_routes(&self) -> impl Iterator<Item = (String, &TokenRouteSettings)> {
+    fn token_routes(&self) -> impl Iterator<Item = (String, &TokenRouteSettings)> {
         self.routes
             .routes()
             .iter()

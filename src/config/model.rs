@@ -1,7 +1,8 @@
 //! The checked configuration streamgate runs with: every value parsed into a
 //! type, so the rest of streamgate never sees a raw string it would have to
-//! re-validate on the request path. This model is not the public surface (the
-//! serde shapes in `raw` are); it can change shape freely.
+//! re-validate on the request path. Apart from [`ServerSettings`], which is
+//! also the `server:` section's serde shape, this model is not the public
+//! surface (the shapes in `raw` are) and can change shape freely.
 
 use std::fmt;
 use std::net::SocketAddr;

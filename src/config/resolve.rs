@@ -1,7 +1,7 @@
 //! The I/O that checking a configuration needs, in one place: resolving
 //! upstream host names and reading key files. Everything else in `config/` is
-//! pure, so this file is the list of what `streamgate -t` touches beyond the
-//! configuration file itself.
+//! pure but for [`super::Config::warnings`], which looks at the API secret file
+//! (a missing one is a warning, not an error: the server follows the file).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 
 use super::error::ConfigError;
 use crate::identity::{decoding_key_from_pem, JwksKeys, JwtKeys};
-use crate::reload::WatchedFile;
+use crate::reload::{Applied, WatchedFile};
 
 /// `host:port` resolved to its first address.
 pub(super) fn socket_address(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -77,8 +77,9 @@ pub(super) fn jwt_keys(key: &str, source: JwtKeySource) -> Result<ResolvedJwtKey
             let watched = WatchedFile::new(
                 path,
                 "JWKS",
-                Box::new(move |content| target.replace(content)),
-            );
+                Box::new(move |content| target.replace(content).map(|()| Applied::Changed)),
+            )
+            .applied(&document);
             Ok(ResolvedJwtKeys {
                 keys: JwtKeys::Jwks(keys),
                 default_algorithms: vec![Algorithm::RS256, Algorithm::ES256],

@@ -201,3 +201,12 @@ fn zero_timeouts_are_rejected_and_ttls_may_be_zero() {
     );
     assert!(load(&text).is_ok());
 }
+
+#[test]
+fn direct_response_content_type_is_checked_at_load() {
+    let text = format!(
+        "{MINIMAL}routes:\n  - {{ match: {{ path: /ok }}, direct_response: {{ status: 200, content_type: \"text/plain\\u0001\" }} }}\n"
+    );
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.key, "routes[0].direct_response.content_type");
+}

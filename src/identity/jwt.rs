@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::jwks::JwksKeys;
 use super::{scalar_string, string_list, Identity, IdentityError, UserIdTemplate};
 
-pub(crate) const BEARER_CHALLENGE: &str = r#"Bearer realm="streamgate""#;
+pub(super) const BEARER_CHALLENGE: &str = r#"Bearer realm="streamgate""#;
 const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="streamgate", error="invalid_token""#;
 
 /// Where JWT verification keys come from.

@@ -20,6 +20,7 @@ pub mod jwks;
 pub mod jwt;
 
 pub use crate::token::Identity;
+use crate::token::{is_user_id, USER_ID_RULE};
 pub use forward_auth::{credential_key, ForwardAuth, UserIdLocation};
 pub use header::HeaderIdentity;
 pub use jwks::JwksKeys;
@@ -83,14 +84,14 @@ impl UserIdTemplate {
         }
     }
 
-    pub(crate) fn apply(&self, raw: &str, roles: Vec<String>) -> Result<Identity, IdentityError> {
+    fn apply(&self, raw: &str, roles: Vec<String>) -> Result<Identity, IdentityError> {
         let user_id = format!("{}{raw}{}", self.prefix, self.suffix);
-        if crate::token::is_user_id(&user_id) {
+        if is_user_id(&user_id) {
             Ok(Identity { user_id, roles })
         } else {
             Err(IdentityError::Forbidden(format!(
                 "the authenticated user {raw:?} does not map to a valid Stream user id \
-                 (1 to 255 characters from A-Z a-z 0-9 @ _ -); set identity.user_id_template"
+                 (a user id {USER_ID_RULE}); set identity.user_id_template"
             )))
         }
     }
@@ -118,7 +119,7 @@ impl IdentitySource {
 }
 
 /// A user id given as a JSON string or integer.
-pub(crate) fn scalar_string(value: &Value) -> Option<String> {
+fn scalar_string(value: &Value) -> Option<String> {
     match value {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) if n.is_u64() || n.is_i64() => Some(n.to_string()),
@@ -127,7 +128,7 @@ pub(crate) fn scalar_string(value: &Value) -> Option<String> {
 }
 
 /// Roles given as one string (space- or comma-separated) or a list of strings.
-pub(crate) fn string_list(value: &Value) -> Vec<String> {
+fn string_list(value: &Value) -> Vec<String> {
     match value {
         Value::String(s) => s
             .split([',', ' '])

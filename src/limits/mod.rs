@@ -1,6 +1,5 @@
-//! Abuse limits for token routes. [`local`]: per-process sliding windows; a
-//! shared backend (Redis) for limits that hold across replicas comes next,
-//! behind the same `check` shape.
+//! Abuse limits for token routes. [`local`]: per-process sliding windows, the
+//! one backend so far; a backend shared by replicas belongs beside it.
 
 pub mod local;
 

@@ -4,8 +4,7 @@
 //! ids ([`request_id`]) and the CORS policy of token routes ([`cors`]).
 //!
 //! Pure: `http` types in, decisions out. The proxy applies them to Pingora's
-//! request and response headers; path normalization and header trust rules
-//! land here next.
+//! request and response headers.
 
 pub mod cors;
 pub mod forwarded;

@@ -1,32 +1,47 @@
 //! `forward_auth` mode performed: the session check sent to the app, and a
 //! short-lived cache of its answers keyed by a hash of the credentials.
 
+use std::sync::Arc;
+
 use http::header;
+use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora_memory_cache::MemoryCache;
 
-use super::token_route::TokenRoute;
-use super::Gateway;
 use crate::identity::{credential_key, ForwardAuth, Identity, IdentityError};
-use crate::upstream;
+use crate::upstream::{self, Upstream};
 
-/// Forward-auth answers cached per token route and credential hash.
-pub(super) type SessionCache = MemoryCache<(usize, [u8; 32]), Identity>;
+/// How many sessions one token route caches at most: a fixed memory bound
+/// whatever credentials clients invent.
+const SESSION_CACHE_ENTRIES: usize = 4096;
 
-/// How many sessions are cached at most: a fixed memory bound whatever
-/// credentials clients invent.
-pub(super) const SESSION_CACHE_ENTRIES: usize = 4096;
+/// One token route's session check: the mode, the upstream it asks, and the
+/// answers cached by credential hash (a route's own cache, since a session's
+/// identity under one route's settings says nothing about another's).
+pub(super) struct SessionCheck {
+    mode: ForwardAuth,
+    upstream: Arc<Upstream>,
+    cache: MemoryCache<[u8; 32], Identity>,
+}
 
-impl Gateway {
+impl SessionCheck {
+    pub(super) fn new(mode: ForwardAuth, upstream: Arc<Upstream>) -> Self {
+        SessionCheck {
+            mode,
+            upstream,
+            cache: MemoryCache::new(SESSION_CACHE_ENTRIES),
+        }
+    }
+
     /// Asks the app's session endpoint who the caller is, with only the
     /// caller's `Cookie` and `Authorization` headers.
-    pub(super) async fn forward_auth(
+    pub(super) async fn identify(
         &self,
-        mode: &ForwardAuth,
-        route: &TokenRoute,
+        connector: &Connector,
         request: &RequestHeader,
     ) -> Result<Identity, IdentityError> {
+        let mode = &self.mode;
         let cookie = request.headers.get(header::COOKIE);
         let authorization = request.headers.get(header::AUTHORIZATION);
         let key = credential_key(
@@ -39,15 +54,11 @@ impl Gateway {
                 None,
             )
         })?;
-        let cache_key = (route.id, key);
         if !mode.cache_ttl.is_zero() {
-            if let (Some(identity), _) = self.sessions.get(&cache_key) {
+            if let (Some(identity), _) = self.cache.get(&key) {
                 return Ok(identity);
             }
         }
-        let upstream = route.session_upstream.as_deref().ok_or_else(|| {
-            IdentityError::Unavailable("no upstream serves the session check".into())
-        })?;
         let mut sub_request = session_request(mode, request)
             .map_err(|e| IdentityError::Unavailable(e.to_string()))?;
         for (name, value) in [
@@ -60,9 +71,10 @@ impl Gateway {
                     .map_err(|e| IdentityError::Unavailable(e.to_string()))?;
             }
         }
+        let upstream = &self.upstream;
         let answer = tokio::time::timeout(
             mode.timeout,
-            upstream::ask(&self.connector, upstream, sub_request, mode.max_body_bytes),
+            upstream::ask(connector, upstream, sub_request, mode.max_body_bytes),
         )
         .await;
         let (status, headers, body) = match answer {
@@ -85,8 +97,7 @@ impl Gateway {
         };
         let identity = mode.interpret(status, &headers, &body)?;
         if !mode.cache_ttl.is_zero() {
-            self.sessions
-                .put(&cache_key, identity.clone(), Some(mode.cache_ttl));
+            self.cache.put(&key, identity.clone(), Some(mode.cache_ttl));
         }
         Ok(identity)
     }

@@ -12,12 +12,11 @@
 //! updates two maps.
 //!
 //! One type, files by concern (as pingora-proxy spreads `HttpProxy`): the
-//! phases below delegate to [`token_route`] (minting), [`forward_auth`] (the
-//! session check), [`forwarding`] (what the app receives) and [`errors`] (what
+//! phases below delegate to [`token_route`] (minting, and who the caller is),
+//! [`forward_auth`] (the session check), [`forwarding`] (what the app receives) and [`errors`] (what
 //! a client is told when proxying fails); every answer is written by
 //! [`crate::respond`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -29,7 +28,6 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
-use pingora_memory_cache::MemoryCache;
 
 mod ctx;
 mod errors;
@@ -38,11 +36,10 @@ mod forwarding;
 mod token_route;
 
 pub use ctx::RequestCtx;
-use forward_auth::{SessionCache, SESSION_CACHE_ENTRIES};
 use forwarding::peer_ip;
 use token_route::TokenRoute;
 
-use crate::config::{Config, RouteAction};
+use crate::config::{Config, RateLimitSetting, RouteAction};
 use crate::identity::IdentitySource;
 use crate::limits::RateLimit;
 use crate::net::request_id::{self, X_REQUEST_ID};
@@ -52,7 +49,7 @@ use crate::routing::{DirectResponse, RouteTable};
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogSettings, AccessRecord};
 use crate::telemetry::metrics::Metrics;
 use crate::token::{SignerSlot, TokenMinter};
-use crate::upstream::Upstream;
+use crate::upstream::{UnknownUpstream, Upstream, Upstreams};
 
 /// Where a matched route leads, with its runtime state.
 enum Target {
@@ -71,65 +68,38 @@ pub struct Gateway {
     /// not come from a trusted peer so that the app cannot be fooled either.
     spoofable_headers: Vec<HeaderName>,
     connector: Connector,
-    sessions: SessionCache,
     metrics: Arc<Metrics>,
     access_log: AccessLogSettings,
 }
 
 impl Gateway {
-    /// `signer` is shared with the secret watcher, `metrics` with the admin
-    /// listener; `connector` makes the forward-auth session checks.
+    /// `upstreams` and `metrics` are shared with the admin listener, `signer`
+    /// with the secret watcher; `connector` makes the forward-auth session
+    /// checks. Fails only if the configuration names an upstream it does not
+    /// define, which its check refuses.
     pub fn new(
         config: Config,
+        upstreams: &Upstreams,
         signer: Arc<SignerSlot>,
         metrics: Arc<Metrics>,
         connector: Connector,
-    ) -> Self {
-        let upstreams: BTreeMap<String, Arc<Upstream>> = config
-            .upstreams
-            .iter()
-            .map(|settings| {
-                let upstream = Upstream::new(settings, &metrics);
-                (settings.name.clone(), Arc::new(upstream))
-            })
-            .collect();
+    ) -> Result<Self, UnknownUpstream> {
         let mut spoofable_headers = Vec::new();
-        let mut token_routes = 0;
-        let routes = config.routes.map(|label, action| match action {
+        let routes = config.routes.try_map(|label, action| match action {
             RouteAction::Mint(settings) => {
-                let settings = *settings;
                 if let IdentitySource::Header(mode) = &settings.identity {
                     spoofable_headers.extend(mode.spoofable_headers().cloned());
                 }
-                let session_upstream = match &settings.identity {
-                    IdentitySource::ForwardAuth(mode) => upstreams.get(&mode.upstream).cloned(),
-                    _ => None,
-                };
-                token_routes += 1;
-                Target::Mint(Arc::new(TokenRoute {
-                    id: token_routes,
-                    metrics: metrics.token_route(&label),
-                    label,
-                    kind: settings.kind,
-                    identity: settings.identity,
-                    session_upstream,
-                    cors: settings.cors,
-                }))
+                TokenRoute::new(label, *settings, upstreams, &metrics)
+                    .map(|route| Target::Mint(Arc::new(route)))
             }
-            RouteAction::Proxy(name) => match upstreams.get(&name) {
-                Some(upstream) => Target::Proxy(Arc::clone(upstream)),
-                None => Target::Respond(DirectResponse {
-                    status: 502,
-                    content_type: "text/plain".into(),
-                    body: format!("no upstream named {name}").into(),
-                }),
-            },
-            RouteAction::Respond(direct) => Target::Respond(direct),
-        });
-        let limit = |setting: Option<crate::config::RateLimitSetting>| {
+            RouteAction::Proxy(name) => upstreams.get(&name).map(Target::Proxy),
+            RouteAction::Respond(direct) => Ok(Target::Respond(direct)),
+        })?;
+        let limit = |setting: Option<RateLimitSetting>| {
             setting.map(|l| RateLimit::new(l.requests, l.window))
         };
-        Gateway {
+        Ok(Gateway {
             routes,
             minter: TokenMinter::with_signer(&config.stream.api_key, signer, config.tokens),
             trusted: config.trusted_cidrs,
@@ -137,10 +107,9 @@ impl Gateway {
             per_identity: limit(config.rate_limits.per_identity),
             spoofable_headers,
             connector,
-            sessions: MemoryCache::new(SESSION_CACHE_ENTRIES),
             metrics,
             access_log: config.access_log,
-        }
+        })
     }
 
     /// The answer to a CORS preflight for a token route with a CORS policy,
@@ -209,8 +178,10 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
             Target::Mint(token_route) => {
-                let token_route = Arc::clone(token_route);
-                let outcome = self.token_answer(session, &token_route).await?;
+                // Recorded first: a request that fails while its body is read
+                // is still logged under its route.
+                let token_route = ctx.token_route.insert(Arc::clone(token_route));
+                let outcome = self.token_answer(session, token_route).await?;
                 ctx.user_id = outcome.user_id;
                 // Observed before the write, so that a client holding the answer
                 // always finds it counted.
@@ -218,7 +189,6 @@ impl ProxyHttp for Gateway {
                     .metrics
                     .duration
                     .observe(ctx.started.elapsed().as_secs_f64());
-                ctx.token_route = Some(token_route);
                 outcome.answer.write(session, &ctx.request_id).await?;
                 Ok(true)
             }

@@ -3,7 +3,6 @@
 //! decisions are the token contract's and the identity modes'; this file
 //! reads the body, asks them, and counts.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
@@ -11,28 +10,65 @@ use http::header::{self, HeaderValue};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
+use super::forward_auth::SessionCheck;
 use super::forwarding::peer_ip;
 use super::Gateway;
-use crate::identity::{IdentityError, IdentitySource};
+use crate::config::TokenRouteSettings;
+use crate::identity::{HeaderIdentity, IdentityError, IdentitySource, JwtIdentity};
 use crate::net::cors::CorsPolicy;
+use crate::net::forwarded::X_FORWARDED_FOR;
 use crate::respond::Answer;
-use crate::telemetry::metrics::TokenRouteMetrics;
+use crate::telemetry::metrics::{Metrics, TokenRouteMetrics};
 use crate::token::{Identity, MintKind, Rejection};
-use crate::upstream::Upstream;
+use crate::upstream::{UnknownUpstream, Upstreams};
 
 /// One token route and everything a request to it needs at run time.
 pub struct TokenRoute {
-    /// Distinguishes routes in the forward-auth session cache: a session's
-    /// identity under one route's settings says nothing about another's.
-    pub(super) id: usize,
     /// `POST /api/tokens/user`: the access log's route and the metrics' label.
     pub(super) label: String,
     pub(super) kind: MintKind,
-    pub(super) identity: IdentitySource,
-    /// The upstream asked in `forward_auth` mode.
-    pub(super) session_upstream: Option<Arc<Upstream>>,
+    pub(super) caller: Caller,
+    /// The identity mode's name, the identity-failures metric's `mode` label.
+    pub(super) mode: &'static str,
     pub(super) cors: Option<CorsPolicy>,
     pub(super) metrics: TokenRouteMetrics,
+}
+
+/// How a token route learns who is calling, with what that needs at run time.
+pub(super) enum Caller {
+    /// `identity.mode: none`: anyone may mint for any user.
+    Anyone,
+    Header(HeaderIdentity),
+    Jwt(Box<JwtIdentity>),
+    ForwardAuth(Box<SessionCheck>),
+}
+
+impl TokenRoute {
+    pub(super) fn new(
+        label: String,
+        settings: TokenRouteSettings,
+        upstreams: &Upstreams,
+        metrics: &Metrics,
+    ) -> Result<TokenRoute, UnknownUpstream> {
+        let mode = settings.identity.mode_name();
+        let caller = match settings.identity {
+            IdentitySource::None => Caller::Anyone,
+            IdentitySource::Header(header) => Caller::Header(header),
+            IdentitySource::Jwt(jwt) => Caller::Jwt(jwt),
+            IdentitySource::ForwardAuth(mode) => {
+                let upstream = upstreams.get(&mode.upstream)?;
+                Caller::ForwardAuth(Box::new(SessionCheck::new(mode, upstream)))
+            }
+        };
+        Ok(TokenRoute {
+            metrics: metrics.token_route(&label),
+            label,
+            kind: settings.kind,
+            caller,
+            mode,
+            cors: settings.cors,
+        })
+    }
 }
 
 /// A token route's answer, and what the access log and metrics need of it.
@@ -123,7 +159,7 @@ impl Gateway {
         };
         let peer = peer_ip(session);
         if let (Some(limit), Some(peer)) = (&self.per_client_ip, peer) {
-            let forwarded = session.req_header().headers.get_all("x-forwarded-for");
+            let forwarded = session.req_header().headers.get_all(X_FORWARDED_FOR);
             let client = self
                 .trusted
                 .client_ip(peer, forwarded.iter().map(|v| v.as_bytes()));
@@ -136,11 +172,7 @@ impl Gateway {
             Err(error) => {
                 self.metrics
                     .identity_failures
-                    .with_label_values(&[
-                        route.label.as_str(),
-                        route.identity.mode_name(),
-                        error.result(),
-                    ])
+                    .with_label_values(&[route.label.as_str(), route.mode, error.result()])
                     .inc();
                 return Ok(error.into());
             }
@@ -195,17 +227,17 @@ impl Gateway {
         peer: Option<std::net::IpAddr>,
     ) -> Result<Option<Identity>, IdentityError> {
         let headers = &session.req_header().headers;
-        match &route.identity {
-            IdentitySource::None => Ok(None),
-            IdentitySource::Header(mode) => {
+        match &route.caller {
+            Caller::Anyone => Ok(None),
+            Caller::Header(mode) => {
                 let trusted = peer.is_some_and(|ip| self.trusted.contains(ip));
                 mode.identify(trusted, headers).map(Some)
             }
-            IdentitySource::Jwt(mode) => mode
+            Caller::Jwt(mode) => mode
                 .identify(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
                 .map(Some),
-            IdentitySource::ForwardAuth(mode) => self
-                .forward_auth(mode, route, session.req_header())
+            Caller::ForwardAuth(check) => check
+                .identify(&self.connector, session.req_header())
                 .await
                 .map(Some),
         }

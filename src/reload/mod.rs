@@ -1,5 +1,5 @@
 //! One way to follow a mounted file and keep the last good value: the Stream
-//! API secret and JWKS files today; TLS certificates and per-app secrets next.
+//! API secret file and JWKS files use it; so should any other mounted file.
 //!
 //! Kubernetes updates a mounted Secret or ConfigMap by writing a new timestamped
 //! directory and atomically renaming the `..data` symlink (kubernetes#50345); a
@@ -14,10 +14,11 @@
 //! Nothing here knows what the file holds: each owner passes a parse-and-store
 //! function, so this module imports no other module of the crate.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
@@ -25,12 +26,21 @@ use sha2::{Digest, Sha256};
 /// Parses a file's new content and, when it is usable, makes it current.
 /// `Err` carries the reason, which must not include the content (it may be a
 /// secret).
-pub type Apply = Box<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
+pub type Apply = Box<dyn Fn(&[u8]) -> Result<Applied, String> + Send + Sync>;
+
+/// What [`Apply`] did with content that parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A new value is current.
+    Changed,
+    /// Other bytes, same value (a secret that only gained a trailing newline).
+    Same,
+}
 
 /// What one reading of a watched file did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reload {
-    /// Same bytes as the value in use.
+    /// Same value as the one in use.
     Unchanged,
     /// New content, parsed and now current.
     Loaded,
@@ -40,15 +50,20 @@ pub enum Reload {
 
 type Observer = Box<dyn Fn(&Reload) + Send + Sync>;
 
+/// How often files whose directory cannot be watched are read again.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
 /// A file whose content feeds a value that must follow it.
 pub struct WatchedFile {
     path: PathBuf,
     /// "Stream API secret", "JWKS": how log lines name it.
     what: &'static str,
+    /// What it means while no value was ever loaded, for the error log.
+    unloaded: &'static str,
     apply: Apply,
     observer: Option<Observer>,
     /// SHA-256 of the bytes in use, to tell a real change from noise without
-    /// keeping the content (a secret) around.
+    /// keeping the content (a secret) around; `None` until a value is loaded.
     in_use: Mutex<Option<[u8; 32]>>,
 }
 
@@ -63,6 +78,7 @@ impl WatchedFile {
         WatchedFile {
             path: path.into(),
             what,
+            unloaded: "none is loaded yet",
             apply,
             observer: None,
             in_use: Mutex::new(None),
@@ -72,6 +88,22 @@ impl WatchedFile {
     /// Calls `observer` after every reading (metrics).
     pub fn observe(mut self, observer: impl Fn(&Reload) + Send + Sync + 'static) -> Self {
         self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// What the error log says while no value was ever loaded (e.g. "token
+    /// routes answer 503 until it holds a secret").
+    pub fn while_unloaded(mut self, consequence: &'static str) -> Self {
+        self.unloaded = consequence;
+        self
+    }
+
+    /// Marks `content` as already applied: the owner read and parsed the file
+    /// itself (a configuration check), so the first watch reading is not news.
+    pub fn applied(self, content: &[u8]) -> Self {
+        if let Ok(mut in_use) = self.in_use.lock() {
+            *in_use = Some(Sha256::digest(content).into());
+        }
         self
     }
 
@@ -86,7 +118,7 @@ impl WatchedFile {
                 let consequence = if loaded {
                     "keeping the last good one"
                 } else {
-                    "none is loaded yet"
+                    self.unloaded
                 };
                 log::error!(
                     "{} file {}: {reason}; {consequence}",
@@ -114,73 +146,129 @@ impl WatchedFile {
             return Reload::Unchanged;
         }
         match (self.apply)(&content) {
-            Ok(()) => {
+            Ok(applied) => {
                 *in_use = Some(fingerprint);
-                Reload::Loaded
+                match applied {
+                    Applied::Changed => Reload::Loaded,
+                    Applied::Same => Reload::Unchanged,
+                }
             }
             Err(reason) => Reload::Failed(reason),
         }
     }
 
-    /// The directory whose entries change when the file is replaced.
+    /// The directory whose entries change when the file is replaced, resolved
+    /// so that it compares equal to the parent of a path an event names.
     fn directory(&self) -> PathBuf {
-        self.path
+        let parent = self
+            .path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf()
+            .unwrap_or(Path::new("."));
+        canonical(parent)
     }
 }
 
-/// Keeps the watches alive; dropping it stops following the files.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Keeps the watches (and any polling) alive; dropping it stops following
+/// the files.
 pub struct FileWatcher {
     _watcher: Option<RecommendedWatcher>,
+    /// Polling threads hold a `Weak` of this and stop when it is gone.
+    _alive: Arc<()>,
 }
 
-/// Reads every file now, then again whenever its directory changes. When the
-/// watch cannot be set up, the files are read once and the error is logged:
-/// streamgate runs with what it has rather than not at all.
+/// Reads every file now, then again whenever an entry of its directory
+/// changes. A directory that cannot be watched (no inotify, a watch limit
+/// reached) has its files read every [`POLL_INTERVAL`] instead: streamgate
+/// follows them less promptly rather than not at all.
 pub fn watch(files: Vec<Arc<WatchedFile>>) -> FileWatcher {
-    for file in &files {
+    let alive = Arc::new(());
+    let mut by_directory: BTreeMap<PathBuf, Vec<Arc<WatchedFile>>> = BTreeMap::new();
+    for file in files {
         file.reload();
+        by_directory.entry(file.directory()).or_default().push(file);
     }
-    if files.is_empty() {
-        return FileWatcher { _watcher: None };
+    if by_directory.is_empty() {
+        return FileWatcher {
+            _watcher: None,
+            _alive: alive,
+        };
     }
-    let directories: BTreeSet<PathBuf> = files.iter().map(|f| f.directory()).collect();
-    let watched = Arc::new(files);
+    let by_directory = Arc::new(by_directory);
     let on_event = {
-        let watched = Arc::clone(&watched);
+        let by_directory = Arc::clone(&by_directory);
         move |event: notify::Result<notify::Event>| match event {
             Ok(event) if event.kind.is_access() => {}
-            Ok(_) => {
-                for file in watched.iter() {
-                    file.reload();
+            Ok(event) => {
+                let directories = event
+                    .paths
+                    .iter()
+                    .filter_map(|path| path.parent().map(canonical));
+                for files in directories.filter_map(|d| by_directory.get(&d)) {
+                    for file in files {
+                        file.reload();
+                    }
                 }
             }
             Err(e) => log::error!("watching mounted files failed: {e}"),
         }
     };
-    let watcher = notify::recommended_watcher(on_event).and_then(|mut watcher| {
-        for directory in &directories {
-            watcher.watch(directory, RecursiveMode::NonRecursive)?;
-        }
-        Ok(watcher)
-    });
-    match watcher {
-        Ok(watcher) => FileWatcher {
-            _watcher: Some(watcher),
-        },
-        Err(e) => {
-            for file in watched.iter() {
-                log::error!(
-                    "cannot watch {} for changes ({e}); the {} is read once",
-                    file.path.display(),
-                    file.what
-                );
+    let mut unwatched = Vec::new();
+    let watcher = match notify::recommended_watcher(on_event) {
+        Ok(mut watcher) => {
+            for (directory, files) in by_directory.iter() {
+                if let Err(e) = watcher.watch(directory, RecursiveMode::NonRecursive) {
+                    unwatched.extend(files.iter().map(|file| (file, e.to_string())));
+                }
             }
-            FileWatcher { _watcher: None }
+            Some(watcher)
         }
+        Err(e) => {
+            let files = by_directory.values().flatten();
+            unwatched.extend(files.map(|file| (file, e.to_string())));
+            None
+        }
+    };
+    if !unwatched.is_empty() {
+        for (file, reason) in &unwatched {
+            log::warn!(
+                "cannot watch {} for changes ({reason}); the {} is read every {}s instead",
+                file.path.display(),
+                file.what,
+                POLL_INTERVAL.as_secs()
+            );
+        }
+        let polled = unwatched
+            .into_iter()
+            .map(|(file, _)| Arc::clone(file))
+            .collect();
+        poll(polled, Arc::downgrade(&alive));
+    }
+    FileWatcher {
+        _watcher: watcher,
+        _alive: alive,
+    }
+}
+
+/// Reads `files` every [`POLL_INTERVAL`] until `alive` is gone.
+fn poll(files: Vec<Arc<WatchedFile>>, alive: Weak<()>) {
+    let spawned = std::thread::Builder::new()
+        .name("streamgate-file-poll".into())
+        .spawn(move || loop {
+            std::thread::sleep(POLL_INTERVAL);
+            if alive.upgrade().is_none() {
+                return;
+            }
+            for file in &files {
+                file.reload();
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start polling mounted files ({e}); they are read once");
     }
 }
 

@@ -21,7 +21,7 @@ pub enum PathMatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectResponse {
     pub status: u16,
-    pub content_type: String,
+    pub content_type: http::HeaderValue,
     pub body: bytes::Bytes,
 }
 
@@ -75,22 +75,24 @@ impl<A> RouteTable<A> {
     }
 
     /// The same routes, each leading to `f(description, action)` instead of
-    /// `action` (see [`Route::describe`]).
-    pub fn map<B>(self, mut f: impl FnMut(String, A) -> B) -> RouteTable<B> {
-        RouteTable {
-            routes: self
-                .routes
-                .into_iter()
-                .map(|route| {
-                    let description = route.describe();
-                    Route {
-                        method: route.method,
-                        path: route.path,
-                        action: f(description, route.action),
-                    }
+    /// `action` (see [`Route::describe`]); the first error stops it.
+    pub fn try_map<B, E>(
+        self,
+        mut f: impl FnMut(String, A) -> Result<B, E>,
+    ) -> Result<RouteTable<B>, E> {
+        let routes = self
+            .routes
+            .into_iter()
+            .map(|route| {
+                let description = route.describe();
+                Ok(Route {
+                    method: route.method,
+                    path: route.path,
+                    action: f(description, route.action)?,
                 })
-                .collect(),
-        }
+            })
+            .collect::<Result<_, E>>()?;
+        Ok(RouteTable { routes })
     }
 }
 
@@ -142,8 +144,10 @@ mod tests {
     }
 
     #[test]
-    fn describe_reads_like_a_request_line_and_map_keeps_it() {
-        let table = table().map(|description, action| (description, action.len()));
+    fn describe_reads_like_a_request_line_and_try_map_keeps_it() {
+        let table = table()
+            .try_map(|description, action| Ok::<_, ()>((description, action.len())))
+            .unwrap();
         assert_eq!(
             table.routes()[0].action,
             ("POST /api/tokens/user".to_string(), 4)

@@ -14,7 +14,7 @@
 //! streamgate started with `--upgrade`, so a new binary or configuration takes
 //! over without a refused connection (see README, "Reloading").
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pingora::connectors::http::Connector;
@@ -24,16 +24,17 @@ use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::RunArgs;
 use pingora::services::listening::Service;
+use sha2::{Digest, Sha256};
 
 mod signals;
 
 use crate::admin::{AdminService, Health};
 use crate::config::{Config, SecretSource, ServerSettings};
 use crate::proxy::Gateway;
-use crate::reload::{self, Reload, WatchedFile};
+use crate::reload::{self, Applied, Reload, WatchedFile};
 use crate::telemetry::metrics::Metrics;
 use crate::token::SignerSlot;
-use crate::upstream::Upstream;
+use crate::upstream::{UnknownUpstream, Upstreams};
 use signals::{DrainingSignals, SettleBeforeCleanup, SETTLE};
 
 /// Builds the Pingora server for `config` and runs it until a signal stops it.
@@ -69,10 +70,18 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
             &server.configuration,
         )))
     };
-    let probe = config.admin.readiness_probe.clone().and_then(|probe| {
-        let settings = config.upstreams.iter().find(|u| u.name == probe.upstream)?;
-        Some((probe, Upstream::new(settings, &metrics)))
-    });
+    let upstreams = Upstreams::new(&config.upstreams, &metrics);
+    let probe = config
+        .admin
+        .readiness_probe
+        .clone()
+        .map(|probe| {
+            upstreams
+                .get(&probe.upstream)
+                .map(|upstream| (probe, upstream))
+        })
+        .transpose()
+        .unwrap_or_else(|e| fail_to_start(&e));
     let mut admin = Service::new(
         "streamgate admin".to_string(),
         AdminService {
@@ -87,7 +96,8 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
 
     let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
     let admin_listen = config.admin.listen;
-    let gateway = Gateway::new(config, signer, metrics, connector());
+    let gateway = Gateway::new(config, &upstreams, signer, metrics, connector())
+        .unwrap_or_else(|e| fail_to_start(&e));
     let mut proxy = Service::new(
         "streamgate".to_string(),
         SettleBeforeCleanup {
@@ -117,6 +127,13 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     std::process::exit(0)
 }
 
+/// A fault of ours found while assembling the server: said, and exit 2 as
+/// for a configuration that cannot be used.
+fn fail_to_start(error: &UnknownUpstream) -> ! {
+    log::error!("cannot start: {error}");
+    std::process::exit(2)
+}
+
 /// Pingora's server settings from the `server:` section.
 fn server_conf(settings: &ServerSettings) -> ServerConf {
     ServerConf {
@@ -143,18 +160,29 @@ fn api_secret_file(
     metrics: &Arc<Metrics>,
 ) -> WatchedFile {
     let slot = Arc::clone(signer);
+    // The secret, not the file's bytes: a rewrite that only adds a newline is
+    // not a rotation.
+    let in_use = Mutex::new(None::<[u8; 32]>);
     let apply = Box::new(move |content: &[u8]| {
         let secret = reload::secret_from_file_content(content)?;
+        let fingerprint: [u8; 32] = Sha256::digest(secret).into();
+        let mut in_use = in_use.lock().map_err(|_| "an earlier reload panicked")?;
+        if *in_use == Some(fingerprint) {
+            return Ok(Applied::Same);
+        }
         slot.replace(secret);
-        Ok(())
+        *in_use = Some(fingerprint);
+        Ok(Applied::Changed)
     });
     let metrics = Arc::clone(metrics);
-    WatchedFile::new(path, "Stream API secret", apply).observe(move |outcome| match outcome {
-        Reload::Loaded => {
-            metrics.secret_reloads.inc();
-            metrics.secret_loaded.set(1);
-        }
-        Reload::Failed(_) => metrics.secret_reload_failures.inc(),
-        Reload::Unchanged => {}
-    })
+    WatchedFile::new(path, "Stream API secret", apply)
+        .while_unloaded("token routes answer 503 until it holds a secret")
+        .observe(move |outcome| match outcome {
+            Reload::Loaded => {
+                metrics.secret_reloads.inc();
+                metrics.secret_loaded.set(1);
+            }
+            Reload::Failed(_) => metrics.secret_reload_failures.inc(),
+            Reload::Unchanged => {}
+        })
 }

@@ -15,12 +15,12 @@
 //! Anything a client can send maps to a 2xx or 4xx with a message that names the
 //! field and the rule; a 500 is reserved for a fault of ours (a signing failure)
 //! and never carries detail that could include the secret.
-
 //!
 //! Files: [`request`] (the body and its field rules), [`reply`] (the JSON
 //! envelope, refusals and the success body), [`signing`] (HS256 with the SDKs'
 //! header segment). Nothing here imports Pingora or another module of the crate:
-//! identity, routing and configuration depend on the contract, not the reverse.
+//! identity modes, configuration and the proxy depend on the contract, not the
+//! reverse.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,7 +29,7 @@ use serde::Deserialize;
 
 mod reply;
 mod request;
-pub mod signing;
+mod signing;
 
 pub use reply::{Rejection, Reply};
 pub use request::{is_name, is_user_id, TokenRequest, NAME_RULE, USER_ID_RULE};

@@ -160,9 +160,15 @@ fn route(
                     "must be an HTTP status from 200 to 599",
                 ));
             }
+            let content_type = http::HeaderValue::from_str(&direct.content_type).map_err(|_| {
+                ConfigError::new(
+                    format!("{key}.direct_response.content_type"),
+                    format!("{:?} is not a valid header value", direct.content_type),
+                )
+            })?;
             RouteAction::Respond(DirectResponse {
                 status: direct.status,
-                content_type: direct.content_type,
+                content_type,
                 body: direct.body.into(),
             })
         }
