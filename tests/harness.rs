@@ -152,3 +152,33 @@ async fn eventually_is_true_once_the_check_holds() {
         .await
     );
 }
+
+/// The raw client and the recording upstream, end to end through streamgate:
+/// the upstream sees the bytes streamgate sent, the client the bytes it got.
+#[test]
+fn raw_client_and_recording_upstream_see_the_wire() {
+    let upstream = RecordingUpstream::start();
+    let gate = Streamgate::start(&default_config(upstream.addr));
+    let mut client = RawClient::connect(gate.port);
+    client.send("GET /p?x=1 HTTP/1.1\r\nHost: app.local\r\nX-Custom: one\r\n\r\n");
+    let response = client.response();
+    assert_eq!(response.status, 200, "{}", response.head);
+    assert_eq!(response.body_text(), "ok");
+    assert!(response.header("x-request-id").is_some());
+    let request = upstream.last();
+    assert_eq!(request.request_line(), "GET /p?x=1 HTTP/1.1");
+    assert_eq!(request.headers("x-custom"), ["one"]);
+    assert!(request
+        .header_names()
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case("x-forwarded-for")));
+
+    client.send("POST /upload HTTP/1.1\r\nHost: app.local\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(client.response().status, 200);
+    assert_eq!(upstream.last().body, b"abc");
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "both on one kept-alive connection"
+    );
+}

@@ -21,8 +21,9 @@ mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    AdminSettings, RateLimitSetting, RateLimitSettings, ReadinessProbe, RouteAction, SecretSource,
-    ServerSettings, StreamCredentials, TokenRouteSettings, UpstreamSettings,
+    AdminSettings, EscapedSlashesAction, HttpSettings, RateLimitSetting, RateLimitSettings,
+    ReadinessProbe, RouteAction, SecretSource, ServerSettings, StreamCredentials,
+    TokenRouteSettings, UnderscoresAction, UpstreamSettings,
 };
 
 use crate::identity::IdentitySource;
@@ -50,6 +51,7 @@ pub struct Config {
     pub admin: AdminSettings,
     pub access_log: AccessLogSettings,
     pub server: ServerSettings,
+    pub http: HttpSettings,
     /// Key files the running server follows (JWKS), already read once here.
     pub watched_files: Vec<Arc<WatchedFile>>,
 }

@@ -35,6 +35,69 @@ pub struct TokenRouteSettings {
     pub cors: Option<CorsPolicy>,
 }
 
+/// The `http:` section: how requests from clients are read and shaped before
+/// routing, named after Envoy's `HttpConnectionManager` settings where one
+/// exists. A sidecar in front of an app that was never exposed must be stricter
+/// than Envoy's defaults, so these default to the safe choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// RFC 3986 §6 normalization of the path before routing (percent-encoded
+    /// unreserved characters decoded, dot segments removed); the app receives
+    /// the normalized path.
+    pub normalize_path: bool,
+    /// `//a///b` is `/a/b` for routing and for the app.
+    pub merge_slashes: bool,
+    /// What a path with `%2F`, `%5C` (or a NUL, `%00`) gets.
+    pub path_with_escaped_slashes_action: EscapedSlashesAction,
+    /// What a request header whose name contains `_` gets: CGI-style apps
+    /// (WSGI, Rack, PHP) read `X_Forwarded_User` as `X-Forwarded-User`.
+    pub headers_with_underscores_action: UnderscoresAction,
+    /// Largest request head (request line and headers), in bytes; beyond: 431.
+    pub max_request_headers_bytes: usize,
+    /// How long a client may take to send its request head; beyond: 408.
+    pub request_headers_timeout: Duration,
+    /// Client connections open at once, at most; more wait in the listen queue.
+    pub max_downstream_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            normalize_path: true,
+            merge_slashes: true,
+            path_with_escaped_slashes_action: EscapedSlashesAction::RejectRequest,
+            headers_with_underscores_action: UnderscoresAction::DropHeader,
+            max_request_headers_bytes: 32 * 1024,
+            request_headers_timeout: Duration::from_secs(10),
+            max_downstream_connections: 1024,
+        }
+    }
+}
+
+/// Envoy's `path_with_escaped_slashes_action`, less its redirect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashesAction {
+    /// 400: the safe default (one request, one meaning).
+    RejectRequest,
+    /// Routed and forwarded with `%2F` as is.
+    KeepUnchanged,
+    /// Decoded to `/` before routing and forwarding.
+    UnescapeAndForward,
+}
+
+/// Envoy's `headers_with_underscores_action` (nginx's `underscores_in_headers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnderscoresAction {
+    /// Forwarded as sent.
+    Allow,
+    /// Removed before the app sees the request: the default.
+    DropHeader,
+    /// 400.
+    RejectRequest,
+}
+
 /// The admin listener: probes and metrics, never proxied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSettings {

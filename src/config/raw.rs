@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use super::error::{ConfigError, Errors};
-use super::model::ServerSettings;
+use super::model::{EscapedSlashesAction, HttpSettings, ServerSettings, UnderscoresAction};
 use crate::telemetry::access_log::AccessLogSettings;
 use crate::token::{MintKind, TokenPolicy};
 
@@ -35,9 +35,10 @@ pub(super) struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub access_log: Option<AccessLogSettings>,
     pub server: Option<ServerSettings>,
+    pub http: Option<RawHttp>,
 }
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "listen",
     "upstreams",
     "stream",
@@ -50,6 +51,7 @@ const SECTIONS: [&str; 12] = [
     "admin",
     "access_log",
     "server",
+    "http",
 ];
 
 impl RawConfig {
@@ -78,6 +80,7 @@ impl RawConfig {
             (take("tokens"), take("routes"), take("trusted_cidrs"));
         let (identity, cors, rate_limits) = (take("identity"), take("cors"), take("rate_limits"));
         let (admin, access_log, server) = (take("admin"), take("access_log"), take("server"));
+        let http = take("http");
         let listen = required("listen", listen, errors);
         let upstreams = required("upstreams", upstreams, errors);
         let stream = required("stream", stream, errors);
@@ -90,6 +93,7 @@ impl RawConfig {
         let admin = optional("admin", admin, errors);
         let access_log = optional("access_log", access_log, errors);
         let server = optional("server", server, errors);
+        let http = optional("http", http, errors);
         Some(RawConfig {
             listen,
             upstreams,
@@ -103,6 +107,7 @@ impl RawConfig {
             admin: admin.map(Option::unwrap_or_default),
             access_log: access_log.map(Option::unwrap_or_default),
             server: server.map(Option::unwrap_or_default),
+            http: http.map(Option::unwrap_or_default),
         })
     }
 }
@@ -145,6 +150,35 @@ fn deserialize_section<T: DeserializeOwned>(section: &str, value: Value) -> Resu
         };
         ConfigError::new(key, e.into_inner().to_string())
     })
+}
+
+/// The `http:` section; see [`HttpSettings`] for what each key means.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawHttp {
+    pub normalize_path: bool,
+    pub merge_slashes: bool,
+    pub path_with_escaped_slashes_action: EscapedSlashesAction,
+    pub headers_with_underscores_action: UnderscoresAction,
+    pub max_request_headers_kb: usize,
+    #[serde(with = "humantime_serde")]
+    pub request_headers_timeout: Duration,
+    pub max_downstream_connections: usize,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        let settings = HttpSettings::default();
+        RawHttp {
+            normalize_path: settings.normalize_path,
+            merge_slashes: settings.merge_slashes,
+            path_with_escaped_slashes_action: settings.path_with_escaped_slashes_action,
+            headers_with_underscores_action: settings.headers_with_underscores_action,
+            max_request_headers_kb: settings.max_request_headers_bytes / 1024,
+            request_headers_timeout: settings.request_headers_timeout,
+            max_downstream_connections: settings.max_downstream_connections,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]

@@ -72,6 +72,8 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(config.routes.routes().len(), 3);
     assert_eq!(config.token_routes().count(), 2);
     assert_eq!(config.server.grace_period_seconds, 5);
+    assert_eq!(config.http, HttpSettings::default());
+    assert_eq!(config.http.max_request_headers_bytes, 32 * 1024);
     assert_eq!(config.upstreams[0].connect_timeout, Duration::from_secs(5));
     assert_eq!(config.upstreams[0].sni, "127.0.0.1");
 }
@@ -209,4 +211,41 @@ fn direct_response_content_type_is_checked_at_load() {
     );
     let err = load(&text).unwrap_err();
     assert_eq!(err.key, "routes[0].direct_response.content_type");
+}
+
+#[test]
+fn http_section_reads_envoy_style_keys() {
+    let text = format!(
+        "{MINIMAL}http:\n  merge_slashes: false\n  path_with_escaped_slashes_action: keep_unchanged\n  headers_with_underscores_action: allow\n  max_request_headers_kb: 8\n  request_headers_timeout: 2s\n"
+    );
+    let http = load(&text).unwrap().http;
+    assert!(!http.merge_slashes && http.normalize_path);
+    assert_eq!(
+        http.path_with_escaped_slashes_action,
+        EscapedSlashesAction::KeepUnchanged
+    );
+    assert_eq!(
+        http.headers_with_underscores_action,
+        UnderscoresAction::Allow
+    );
+    assert_eq!(http.max_request_headers_bytes, 8 * 1024);
+    assert_eq!(http.request_headers_timeout, Duration::from_secs(2));
+    for (bad, key) in [
+        ("max_request_headers_kb: 0", "http.max_request_headers_kb"),
+        (
+            "request_headers_timeout: 0s",
+            "http.request_headers_timeout",
+        ),
+        (
+            "max_downstream_connections: 0",
+            "http.max_downstream_connections",
+        ),
+        (
+            "headers_with_underscores_action: maybe",
+            "http.headers_with_underscores_action",
+        ),
+    ] {
+        let err = load(&format!("{MINIMAL}http: {{ {bad} }}\n")).unwrap_err();
+        assert_eq!(err.key, key, "{bad}");
+    }
 }

@@ -13,6 +13,8 @@
 //!   mints, and signing identity-provider tokens for `identity: jwt`.
 //! - [`metrics`]: scraping `/metrics` and waiting for a series to reach a value.
 //! - [`mount`]: files laid out the way Kubernetes mounts Secrets and ConfigMaps.
+//! - [`raw`]: HTTP/1.1 as bytes: a raw-socket client, and an upstream that
+//!   records the exact bytes it receives.
 //! - [`wait`]: polling until a condition holds, with a deadline.
 //!
 //! Every test file is its own crate that compiles this whole module and uses a
@@ -27,11 +29,14 @@ pub mod config;
 pub mod metrics;
 pub mod mount;
 pub mod process;
+pub mod raw;
 pub mod tokens;
 pub mod wait;
 
 #[allow(unused_imports)] // a test file uses only some of them
-pub use {app::*, client::*, config::*, metrics::*, mount::*, process::*, tokens::*, wait::*};
+pub use {
+    app::*, client::*, config::*, metrics::*, mount::*, process::*, raw::*, tokens::*, wait::*,
+};
 
 /// Keys, key sets and other files the tests read (`tests/fixtures`).
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");

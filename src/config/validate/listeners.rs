@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 
 use super::{nonzero, upstream_name};
 use crate::config::error::{ConfigError, Errors};
-use crate::config::raw::{RawAdmin, RawUpstream};
+use crate::config::raw::{RawAdmin, RawHttp, RawUpstream};
 use crate::config::resolve;
-use crate::config::{AdminSettings, ReadinessProbe, ServerSettings, UpstreamSettings};
+use crate::config::{
+    AdminSettings, HttpSettings, ReadinessProbe, ServerSettings, UpstreamSettings,
+};
 
 const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9901";
 
@@ -116,6 +118,33 @@ pub(super) fn admin(
     Ok(AdminSettings {
         listen,
         readiness_probe,
+    })
+}
+
+pub(super) fn http(raw: RawHttp) -> Result<HttpSettings, ConfigError> {
+    if !(1..=1024).contains(&raw.max_request_headers_kb) {
+        return Err(ConfigError::new(
+            "http.max_request_headers_kb",
+            "must be between 1 and 1024",
+        ));
+    }
+    if raw.max_downstream_connections == 0 {
+        return Err(ConfigError::new(
+            "http.max_downstream_connections",
+            "must be at least 1",
+        ));
+    }
+    Ok(HttpSettings {
+        normalize_path: raw.normalize_path,
+        merge_slashes: raw.merge_slashes,
+        path_with_escaped_slashes_action: raw.path_with_escaped_slashes_action,
+        headers_with_underscores_action: raw.headers_with_underscores_action,
+        max_request_headers_bytes: raw.max_request_headers_kb * 1024,
+        request_headers_timeout: nonzero(
+            "http.request_headers_timeout",
+            raw.request_headers_timeout,
+        )?,
+        max_downstream_connections: raw.max_downstream_connections,
     })
 }
 

@@ -43,6 +43,7 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
         .rate_limits
         .map(|limits| tokens::rate_limits(limits, errors));
     let server = raw.server.and_then(|s| errors.keep(listeners::server(s)));
+    let http = raw.http.and_then(|h| errors.keep(listeners::http(h)));
     // Routes, identities and the admin probe name upstreams: checking them
     // against a list with a broken entry would only add confusing errors.
     let upstreams = upstreams?;
@@ -74,6 +75,7 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
         admin: admin?,
         access_log: raw.access_log?,
         server: server?,
+        http: http?,
         watched_files,
     })
 }
