@@ -21,9 +21,8 @@ mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    AdminSettings, EscapedSlashesAction, HttpSettings, RateLimitSetting, RateLimitSettings,
-    ReadinessProbe, RouteAction, SecretSource, ServerSettings, StreamCredentials,
-    TokenRouteSettings, UnderscoresAction, UpstreamSettings,
+    AdminSettings, HttpSettings, RateLimitSetting, RateLimitSettings, ReadinessProbe, RouteAction,
+    SecretSource, ServerSettings, StreamCredentials, TokenRouteSettings, UpstreamSettings,
 };
 
 use crate::identity::IdentitySource;

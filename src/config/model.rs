@@ -13,6 +13,8 @@ use serde::Deserialize;
 
 use crate::identity::IdentitySource;
 use crate::net::cors::CorsPolicy;
+use crate::net::headers::UnderscoresAction;
+use crate::net::path::EscapedSlashesAction;
 use crate::routing::DirectResponse;
 use crate::token::MintKind;
 
@@ -72,30 +74,6 @@ impl Default for HttpSettings {
             max_downstream_connections: 1024,
         }
     }
-}
-
-/// Envoy's `path_with_escaped_slashes_action`, less its redirect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EscapedSlashesAction {
-    /// 400: the safe default (one request, one meaning).
-    RejectRequest,
-    /// Routed and forwarded with `%2F` as is.
-    KeepUnchanged,
-    /// Decoded to `/` before routing and forwarding.
-    UnescapeAndForward,
-}
-
-/// Envoy's `headers_with_underscores_action` (nginx's `underscores_in_headers`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnderscoresAction {
-    /// Forwarded as sent.
-    Allow,
-    /// Removed before the app sees the request: the default.
-    DropHeader,
-    /// 400.
-    RejectRequest,
 }
 
 /// The admin listener: probes and metrics, never proxied.

@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use super::error::{ConfigError, Errors};
-use super::model::{EscapedSlashesAction, HttpSettings, ServerSettings, UnderscoresAction};
+use super::model::{HttpSettings, ServerSettings};
+use crate::net::headers::UnderscoresAction;
+use crate::net::path::EscapedSlashesAction;
 use crate::telemetry::access_log::AccessLogSettings;
 use crate::token::{MintKind, TokenPolicy};
 

@@ -3,6 +3,8 @@ use std::time::Duration;
 use http::Method;
 
 use super::*;
+use crate::net::headers::UnderscoresAction;
+use crate::net::path::EscapedSlashesAction;
 use crate::telemetry::access_log::AccessLogFormat;
 use crate::token::MintKind;
 
