@@ -119,8 +119,9 @@ async fn large_upload_is_not_buffered_in_memory() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
+    let status = response.status();
     let echoed: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{echoed}");
     assert_eq!(echoed["body_len"], CHUNK * CHUNKS);
     let peak_mib = gate.peak_rss_kib() / 1024;
     assert!(

@@ -18,6 +18,8 @@ pub struct RequestCtx {
     pub(super) upstream: Option<Arc<Upstream>>,
     pub(super) token_route: Option<Arc<TokenRoute>>,
     pub(super) upstream_sent: Option<Instant>,
+    /// Connections tried for this request (see `errors::ATTEMPTS`).
+    pub(super) attempts: u8,
     pub(super) user_id: Option<String>,
 }
 
@@ -30,6 +32,7 @@ impl RequestCtx {
             upstream: None,
             token_route: None,
             upstream_sent: None,
+            attempts: 0,
             user_id: None,
         }
     }

@@ -200,6 +200,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        ctx.attempts += 1;
         let upstream = ctx.upstream.as_ref().ok_or_else(|| {
             Error::explain(
                 ErrorType::InternalError,
@@ -272,10 +273,19 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(upstream) = &ctx.upstream {
-            upstream.metrics.connect_errors.inc();
-        }
-        e
+        errors::after_connect_error(ctx, e)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let e = e.more_context(format!("Peer: {peer}"));
+        errors::while_proxying(session, ctx, e, client_reused)
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -145,9 +145,11 @@ fn server_conf(settings: &ServerSettings) -> ServerConf {
         ca_file: settings.ca_file.clone(),
         pid_file: settings.pid_file.clone(),
         upgrade_sock: settings.upgrade_sock.clone(),
-        // A refused or timed-out connect is retried once, not Pingora's 16 times:
-        // a sidecar's app is on loopback, and a client must get its 502 promptly.
-        max_retries: 1,
+        // Pingora counts attempts here (`while retries < max_retries`): two is
+        // one retry, which `proxy/errors.rs` allows only where it is safe. Not
+        // Pingora's 16: a sidecar's app is on loopback, and a client must get
+        // its 502 promptly.
+        max_retries: 2,
         ..ServerConf::default()
     }
 }

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub proxied_requests: IntCounterVec,
     pub upstream_duration: HistogramVec,
     pub upstream_connect_errors: IntCounterVec,
+    pub upstream_retries: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub identity_failures: IntCounterVec,
     pub secret_reloads: IntCounter,
@@ -86,6 +87,13 @@ impl Metrics {
                 "streamgate_upstream_connect_errors_total",
                 "Failed connection attempts to an upstream.",
                 &["upstream"],
+            ),
+            upstream_retries: counter(
+                "streamgate_upstream_retries_total",
+                "Requests sent again on a new connection, by upstream and reason \
+                 (connect: the connection failed; reused_connection: a pooled connection \
+                 failed before any response byte).",
+                &["upstream", "reason"],
             ),
             rate_limited: counter(
                 "streamgate_rate_limited_total",
@@ -169,6 +177,8 @@ pub struct UpstreamMetrics {
     by_class: [IntCounter; 6],
     pub duration: Histogram,
     pub connect_errors: IntCounter,
+    pub retries_after_connect_error: IntCounter,
+    pub retries_on_reused_connection: IntCounter,
 }
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
@@ -197,6 +207,12 @@ impl Metrics {
             by_class: CLASSES.map(|class| self.proxied_requests.with_label_values(&[name, class])),
             duration: self.upstream_duration.with_label_values(&[name]),
             connect_errors: self.upstream_connect_errors.with_label_values(&[name]),
+            retries_after_connect_error: self
+                .upstream_retries
+                .with_label_values(&[name, "connect"]),
+            retries_on_reused_connection: self
+                .upstream_retries
+                .with_label_values(&[name, "reused_connection"]),
         }
     }
 }
