@@ -117,6 +117,7 @@ impl Config {
             }
             SecretSource::Inline(_) => {}
         }
+        warnings.extend(self.untrusted_front_warning());
         for (route, settings) in self.token_routes() {
             if let IdentitySource::None = settings.identity {
                 warnings.push(format!(
@@ -127,6 +128,35 @@ impl Config {
             }
         }
         warnings
+    }
+
+    /// Listening beyond loopback with the default `trusted_cidrs` (loopback
+    /// only): whatever sits in front (an ingress, a load balancer) is not
+    /// trusted, so the app is told streamgate's side of that hop (the proxy's
+    /// address, `http`) and loses what the proxy said about the client.
+    fn untrusted_front_warning(&self) -> Option<String> {
+        if self.trusted_cidrs != TrustedNetworks::default() {
+            return None;
+        }
+        let exposed: Vec<String> = self
+            .listen
+            .iter()
+            .filter(|address| !address.ip().to_canonical().is_loopback())
+            .map(ToString::to_string)
+            .collect();
+        if exposed.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "streamgate listens on {} but trusts only loopback peers (trusted_cidrs is the default): \
+             a proxy or ingress in front is not believed, so the app gets X-Forwarded-For, \
+             -Proto, -Host and -Port describing the proxy's connection to streamgate (its \
+             address, http, this port) instead of the client's, and rate limits per client IP \
+             count the proxy. If requests come through a proxy, set trusted_cidrs to its \
+             addresses (e.g. the ingress controller's pod network); if clients connect \
+             directly, set trusted_cidrs: [] to say so",
+            exposed.join(", ")
+        ))
     }
 
     fn listen_description(&self) -> String {

@@ -251,3 +251,46 @@ fn http_section_reads_envoy_style_keys() {
         assert_eq!(err.key, key, "{bad}");
     }
 }
+
+#[test]
+fn identity_header_with_underscore_must_survive_the_underscores_action() {
+    let header_mode = "identity: { mode: header, header: { user: X_Remote_User } }\n";
+    let err = load(&format!("{MINIMAL}{header_mode}")).unwrap_err();
+    assert_eq!(err.key, "http.headers_with_underscores_action");
+    assert!(err.reason.contains("x_remote_user"), "{}", err.reason);
+    let refused = format!(
+        "{MINIMAL}{header_mode}http: {{ headers_with_underscores_action: reject_request }}\n"
+    );
+    assert_eq!(
+        load(&refused).unwrap_err().key,
+        "http.headers_with_underscores_action"
+    );
+    let allowed =
+        format!("{MINIMAL}{header_mode}http: {{ headers_with_underscores_action: allow }}\n");
+    assert!(load(&allowed).is_ok());
+    let dashed = "identity: { mode: header, header: { user: X-Remote-User } }\n";
+    assert!(load(&format!("{MINIMAL}{dashed}")).is_ok());
+}
+
+#[test]
+fn listening_beyond_loopback_with_only_loopback_trusted_warns() {
+    let warns = |text: &str| {
+        load(text)
+            .unwrap()
+            .warnings()
+            .iter()
+            .any(|w| w.contains("trusts only loopback peers") && w.contains("trusted_cidrs"))
+    };
+    assert!(!warns(MINIMAL), "loopback listener");
+    let exposed = MINIMAL.replace("127.0.0.1:3000", "0.0.0.0:3000");
+    assert!(warns(&exposed));
+    let exposed_v6 = MINIMAL.replace("\"127.0.0.1:3000\"", "\"[::]:3000\", \"[::1]:3001\"");
+    assert!(warns(&exposed_v6));
+    assert!(!warns(&format!(
+        "{exposed}trusted_cidrs: [\"10.0.0.0/8\", \"127.0.0.0/8\"]\n"
+    )));
+    assert!(
+        !warns(&format!("{exposed}trusted_cidrs: []\n")),
+        "clients connect directly"
+    );
+}

@@ -4,6 +4,7 @@
 use http::{HeaderMap, HeaderName};
 
 use super::{Identity, IdentityError, UserIdTemplate};
+use crate::net::headers::other_spellings;
 
 /// `header` mode: an auth layer in front (oauth2-proxy, an ingress) has put the
 /// user in a header. Believed only from trusted peers.
@@ -31,6 +32,17 @@ impl HeaderIdentity {
         };
         if !peer_trusted {
             return Err(missing());
+        }
+        // Another spelling that CGI-style apps read as the same header got past
+        // the proxy in front, which writes only the exact name: that proxy does
+        // not control this header, so nothing in it is believed.
+        for name in self.spoofable_headers() {
+            if let Some(other) = other_spellings(headers, name).next() {
+                return Err(IdentityError::unauthorized(
+                    format!("the {name} header was also sent as {other}"),
+                    None,
+                ));
+            }
         }
         // Two values mean something in front appended instead of replacing:
         // which one is the real user cannot be told, so neither is believed.

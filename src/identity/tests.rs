@@ -50,6 +50,44 @@ fn header_identity_is_believed_only_from_trusted_peers() {
     ));
 }
 
+/// A header that CGI-style apps read as the identity header, sent beside it:
+/// the proxy in front did not control it, so neither is believed, from any peer.
+#[test]
+fn header_identity_is_not_read_beside_another_spelling() {
+    let mode = HeaderIdentity {
+        user_header: HeaderName::from_static("x-forwarded-user"),
+        roles_header: Some(HeaderName::from_static("x-forwarded-groups")),
+        template: UserIdTemplate::default(),
+    };
+    for (name, value) in [
+        ("x_forwarded_user", "admin"),
+        ("X-Forwarded_User", "admin"),
+        ("X_FORWARDED-USER", "admin"),
+        ("x.forwarded.user", "admin"),
+        ("X_Forwarded_Groups", "admin"),
+        ("x-forwarded_groups", "admin"),
+    ] {
+        let request = headers(&[
+            ("x-forwarded-user", "alice"),
+            ("x-forwarded-groups", "staff"),
+            (name, value),
+        ]);
+        for trusted in [true, false] {
+            assert!(
+                matches!(
+                    mode.identify(trusted, &request),
+                    Err(IdentityError::Unauthorized { .. })
+                ),
+                "{name} (trusted: {trusted})"
+            );
+        }
+        let alone = headers(&[(name, value)]);
+        assert!(mode.identify(true, &alone).is_err(), "{name} alone");
+    }
+    let unrelated = headers(&[("x-forwarded-user", "alice"), ("x_forwarded_email", "a@b")]);
+    assert_eq!(mode.identify(true, &unrelated).unwrap().user_id, "alice");
+}
+
 #[test]
 fn template_maps_and_checks_the_user_id() {
     let template = UserIdTemplate::parse("tenant-{id}").unwrap();

@@ -1,18 +1,43 @@
 //! What the app receives besides the client's request: the request id, the
-//! `X-Forwarded-*` headers ([`crate::net::forwarded`]), and no identity header
-//! an untrusted peer wrote.
+//! headers that describe the connection ([`crate::net::forwarded`]), no
+//! identity header an untrusted peer wrote, and no header name with `_` unless
+//! `http.headers_with_underscores_action` allows it ([`crate::net::headers`]).
 
+use http::header;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::Gateway;
-use crate::net::forwarded::{
-    forwarded_for, PROTO, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
-};
+use crate::net::forwarded::{self, Connection};
+use crate::net::headers::Screening;
 use crate::net::request_id::X_REQUEST_ID;
+use crate::respond::Answer;
 
 impl Gateway {
+    /// `http.headers_with_underscores_action`, applied as the request arrives
+    /// and before routing, as Envoy does in its codec: token routes, the
+    /// session check and the app all see the same headers. The refusal, if
+    /// the request is refused.
+    pub(super) fn screen_header_names(&self, session: &mut Session) -> Option<Answer> {
+        match self.underscores.screen(&session.req_header().headers) {
+            Screening::Pass => None,
+            Screening::Drop(names) => {
+                let request = session.req_header_mut();
+                for name in &names {
+                    request.remove_header(name);
+                }
+                None
+            }
+            Screening::Reject(name) => {
+                let message = format!("Bad request: the header name {name} contains an underscore");
+                // The body, if any, is not read: the connection cannot carry another request.
+                session.set_keepalive(None);
+                Some(Answer::error(400, &message))
+            }
+        }
+    }
+
     /// Rewrites the request for the app; `request_id` is this request's.
     pub(super) fn forward_headers(
         &self,
@@ -22,25 +47,33 @@ impl Gateway {
     ) -> Result<()> {
         upstream_request.insert_header(X_REQUEST_ID, request_id.clone())?;
         let peer = peer_ip(session);
-        if !self.spoofable_headers.is_empty() && !peer.is_some_and(|ip| self.trusted.contains(ip)) {
-            for name in &self.spoofable_headers {
-                upstream_request.remove_header(name);
-            }
+        let connection = Connection {
+            peer,
+            trusted: peer.is_some_and(|ip| self.trusted.contains(ip)),
+            port: session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port()),
+        };
+        let authority = upstream_request
+            .headers
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| {
+                let authority = upstream_request.uri.authority()?;
+                http::HeaderValue::from_str(authority.as_str()).ok()
+            });
+        let edits = forwarded::for_app(
+            &upstream_request.headers,
+            authority.as_ref(),
+            &connection,
+            &self.spoofable_headers,
+        );
+        for name in &edits.remove {
+            upstream_request.remove_header(name);
         }
-        if let Some(peer) = peer {
-            let value = forwarded_for(
-                upstream_request.headers.get_all(&X_FORWARDED_FOR).iter(),
-                peer,
-            );
-            upstream_request.insert_header(X_FORWARDED_FOR, value)?;
-        }
-        if !upstream_request.headers.contains_key(&X_FORWARDED_PROTO) {
-            upstream_request.insert_header(X_FORWARDED_PROTO, PROTO)?;
-        }
-        if !upstream_request.headers.contains_key(&X_FORWARDED_HOST) {
-            if let Some(host) = upstream_request.headers.get(http::header::HOST).cloned() {
-                upstream_request.insert_header(X_FORWARDED_HOST, host)?;
-            }
+        for (name, value) in edits.set {
+            upstream_request.insert_header(name, value)?;
         }
         Ok(())
     }

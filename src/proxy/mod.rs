@@ -42,6 +42,7 @@ use token_route::TokenRoute;
 use crate::config::{Config, RateLimitSetting, RouteAction};
 use crate::identity::IdentitySource;
 use crate::limits::RateLimit;
+use crate::net::headers::UnderscoresAction;
 use crate::net::request_id::{self, X_REQUEST_ID};
 use crate::net::TrustedNetworks;
 use crate::respond::Answer;
@@ -65,8 +66,10 @@ pub struct Gateway {
     per_client_ip: Option<RateLimit>,
     per_identity: Option<RateLimit>,
     /// Identity headers of `header` mode, removed from proxied requests that do
-    /// not come from a trusted peer so that the app cannot be fooled either.
+    /// not come from a trusted peer (and in other spellings from every peer) so
+    /// that the app cannot be fooled either.
     spoofable_headers: Vec<HeaderName>,
+    underscores: UnderscoresAction,
     connector: Connector,
     metrics: Arc<Metrics>,
     access_log: AccessLogSettings,
@@ -106,6 +109,7 @@ impl Gateway {
             per_client_ip: limit(config.rate_limits.per_client_ip),
             per_identity: limit(config.rate_limits.per_identity),
             spoofable_headers,
+            underscores: config.http.headers_with_underscores_action,
             connector,
             metrics,
             access_log: config.access_log,
@@ -146,6 +150,11 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id =
             request_id::accept_or_generate(session.req_header().headers.get(X_REQUEST_ID));
+        if let Some(answer) = self.screen_header_names(session) {
+            ctx.route = "bad_request";
+            answer.write(session, &ctx.request_id).await?;
+            return Ok(true);
+        }
         if let Some(answer) = self.preflight(session.req_header()) {
             ctx.route = "cors_preflight";
             answer.write(session, &ctx.request_id).await?;

@@ -8,11 +8,13 @@ use super::{header_name, json_pointer, method, nonzero, upstream_name};
 use crate::config::error::ConfigError;
 use crate::config::raw::{IdentityMode, RawForwardAuth, RawIdentity, RawJwt};
 use crate::config::resolve::{self, JwtKeySource};
-use crate::config::UpstreamSettings;
+use crate::config::{HttpSettings, RouteAction, UpstreamSettings};
 use crate::identity::{
     ForwardAuth, HeaderIdentity, IdentitySource, JwtIdentity, UserIdLocation, UserIdTemplate,
 };
+use crate::net::headers::{has_underscore, UnderscoresAction};
 use crate::reload::WatchedFile;
+use crate::routing::RouteTable;
 
 /// The most of a session endpoint's answer streamgate reads.
 const FORWARD_AUTH_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -79,6 +81,38 @@ pub(super) fn identity(
                 .map(|jwt| IdentitySource::Jwt(Box::new(jwt)))
         }
     }
+}
+
+/// A `header` mode header whose name has `_` would be dropped, or its requests
+/// refused, by `http.headers_with_underscores_action` before any token route
+/// reads it: no token could ever be minted, so that is a configuration error.
+pub(super) fn header_names_survive(
+    routes: &RouteTable<RouteAction>,
+    http: &HttpSettings,
+) -> Result<(), ConfigError> {
+    if http.headers_with_underscores_action == UnderscoresAction::Allow {
+        return Ok(());
+    }
+    for route in routes.routes() {
+        let RouteAction::Mint(settings) = &route.action else {
+            continue;
+        };
+        let IdentitySource::Header(mode) = &settings.identity else {
+            continue;
+        };
+        if let Some(name) = mode.spoofable_headers().find(|n| has_underscore(n)) {
+            return Err(ConfigError::new(
+                "http.headers_with_underscores_action",
+                format!(
+                    "removes header names with '_' (or refuses their requests), so the identity \
+                     header {name} of route {} would never arrive: name it with '-' (as auth \
+                     proxies do) or set headers_with_underscores_action: allow",
+                    route.describe()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn forward_auth(

@@ -61,6 +61,9 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
         &mut watched_files,
         errors,
     );
+    if let (Some(routes), Some(http)) = (&routes, &http) {
+        errors.keep(identity::header_names_survive(routes, http));
+    }
     if !errors.is_empty() {
         return None;
     }
