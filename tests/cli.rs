@@ -239,3 +239,45 @@ fn bad_config_stops_the_server_at_start() {
     let output = run_with(&config, &[], &[]);
     assert_rejected(&output, "stream.api_key: must not be empty");
 }
+
+/// What `make run` starts: the example config as shipped, its listeners moved
+/// by `LISTEN` / `ADMIN_LISTEN`, loopback only, dev credentials with a warning.
+#[test]
+fn the_example_config_runs_as_make_run_starts_it() {
+    let (port, admin) = (common::free_port(), common::free_port());
+    let logs = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(binary())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-c", "conf/streamgate.yaml"])
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        .env("ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+        .env_remove("STREAM_API_KEY")
+        .env_remove("STREAM_API_SECRET")
+        .env_remove("APP_ADDRESS")
+        .stdout(std::process::Stdio::null())
+        .stderr(logs.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let up = common::poll(std::time::Duration::from_secs(15), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let answer = up.map(|_| {
+        let mut client = common::RawClient::connect(port);
+        client.send(
+            "POST /api/tokens/user HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: 21\r\n\r\n{\"userId\":\"john_doe\"}",
+        );
+        client.response()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(logs.path()).unwrap();
+    let answer = answer.unwrap_or_else(|| panic!("streamgate did not listen:\n{stderr}"));
+    assert_eq!(answer.status, 200, "{}", answer.body_text());
+    assert!(answer.body_text().contains("\"userId\":\"john_doe\""));
+    assert!(stderr.contains("DEVELOPMENT secret"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("anyone who can reach 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
