@@ -13,7 +13,8 @@ pub struct RequestCtx {
     pub(super) started: Instant,
     pub(super) request_id: HeaderValue,
     /// What kind of answer this was, for the access log when no token route
-    /// describes it: `proxy`, `direct_response`, `not_found`, `cors_preflight`.
+    /// describes it: `proxy`, `direct_response`, `not_found`, `cors_preflight`,
+    /// `refused` (a request whose HTTP/1.1 shape was refused before routing).
     pub(super) route: &'static str,
     pub(super) upstream: Option<Arc<Upstream>>,
     pub(super) token_route: Option<Arc<TokenRoute>>,
