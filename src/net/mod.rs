@@ -1,6 +1,7 @@
 //! Request-shape rules: what streamgate believes about a request before any
 //! route sees it, and what it adds for the app. Trusted peers and the client
-//! address ([`trusted`]), the `X-Forwarded-*` headers ([`forwarded`]), header
+//! address ([`trusted`]), the `X-Forwarded-*` headers ([`forwarded`]), the
+//! HTTP/1.1 message's length, host and expectations ([`framing`]), header
 //! names ([`headers`]), paths ([`path`]), request ids ([`request_id`]) and the
 //! CORS policy of token routes ([`cors`]).
 //!
@@ -9,6 +10,7 @@
 
 pub mod cors;
 pub mod forwarded;
+pub mod framing;
 pub mod headers;
 pub mod path;
 pub mod request_id;

@@ -14,7 +14,8 @@ pub struct RequestCtx {
     pub(super) request_id: HeaderValue,
     /// What kind of answer this was, for the access log when no token route
     /// describes it: `proxy`, `direct_response`, `not_found`, `cors_preflight`,
-    /// `bad_request`.
+    /// `refused` (a request refused before routing: its HTTP/1.1 framing, or
+    /// a header name under `http.headers_with_underscores_action: reject_request`).
     pub(super) route: &'static str,
     pub(super) upstream: Option<Arc<Upstream>>,
     pub(super) token_route: Option<Arc<TokenRoute>>,

@@ -12,7 +12,8 @@
 //! updates two maps.
 //!
 //! One type, files by concern (as pingora-proxy spreads `HttpProxy`): the
-//! phases below delegate to [`token_route`] (minting, and who the caller is),
+//! phases below delegate to [`framing`] (the request's HTTP/1.1 shape, and
+//! the connection's reuse), [`token_route`] (minting, and who the caller is),
 //! [`forward_auth`] (the session check), [`forwarding`] (what the app receives) and [`errors`] (what
 //! a client is told when proxying fails); every answer is written by
 //! [`crate::respond`].
@@ -33,6 +34,7 @@ mod ctx;
 mod errors;
 mod forward_auth;
 mod forwarding;
+mod framing;
 mod token_route;
 
 pub use ctx::RequestCtx;
@@ -150,8 +152,11 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id =
             request_id::accept_or_generate(session.req_header().headers.get(X_REQUEST_ID));
+        if framing::admit(session, ctx).await? {
+            return Ok(true);
+        }
         if let Some(answer) = self.screen_header_names(session) {
-            ctx.route = "bad_request";
+            ctx.route = "refused";
             answer.write(session, &ctx.request_id).await?;
             return Ok(true);
         }
@@ -268,10 +273,11 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        framing::close_early_final_responses_only(session, upstream_response);
         upstream_response.insert_header(X_REQUEST_ID, ctx.request_id.clone())
     }
 

@@ -12,6 +12,7 @@ use pingora::proxy::Session;
 
 use super::forward_auth::SessionCheck;
 use super::forwarding::peer_ip;
+use super::framing;
 use super::Gateway;
 use crate::config::TokenRouteSettings;
 use crate::identity::{HeaderIdentity, IdentityError, IdentitySource, JwtIdentity};
@@ -150,7 +151,7 @@ impl Gateway {
             return Ok(rejection.into());
         }
         if expects_continue {
-            session.write_continue_response().await?;
+            framing::write_continue(session).await?;
         }
         let Some(body) = read_body_up_to(session, self.minter.policy().max_body_bytes).await?
         else {
@@ -249,13 +250,13 @@ impl Gateway {
 async fn read_body_up_to(session: &mut Session, limit: usize) -> Result<Option<Bytes>> {
     // A token request body nearly always arrives as one chunk: keep it as is,
     // and copy into a buffer only when a second one follows.
-    let Some(first) = session.read_request_body().await? else {
+    let Some(first) = read_body_chunk(session).await? else {
         return Ok(Some(Bytes::new()));
     };
     if first.len() > limit {
         return Ok(None);
     }
-    let Some(second) = session.read_request_body().await? else {
+    let Some(second) = read_body_chunk(session).await? else {
         return Ok(Some(first));
     };
     let mut body = BytesMut::from(first);
@@ -265,7 +266,14 @@ async fn read_body_up_to(session: &mut Session, limit: usize) -> Result<Option<B
             return Ok(None);
         }
         body.extend_from_slice(&chunk);
-        next = session.read_request_body().await?;
+        next = read_body_chunk(session).await?;
     }
     Ok(Some(body.freeze()))
+}
+
+/// The next piece of the body. Pingora does not say whose fault a body it
+/// cannot read is; it is the client's (a malformed chunk, a body cut short),
+/// so the answer is a 400 rather than a 500 (see `errors::answer_for`).
+async fn read_body_chunk(session: &mut Session) -> Result<Option<Bytes>> {
+    session.read_request_body().await.map_err(|e| e.into_down())
 }

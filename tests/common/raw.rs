@@ -221,7 +221,8 @@ impl RecordedRequest {
 }
 
 /// An upstream that records every request's bytes and answers each with
-/// `200 OK` and the body `ok`, keeping connections alive.
+/// `200 OK` and the body `ok`, keeping connections alive; a request that
+/// expects 100-continue is sent `100 Continue` first.
 pub struct RecordingUpstream {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
@@ -257,12 +258,26 @@ impl RecordingUpstream {
 fn serve(mut stream: TcpStream, log: &Mutex<Vec<RecordedRequest>>) {
     let mut pending = Vec::new();
     let mut buffer = [0u8; 16 * 1024];
+    // Whether the request at the start of `pending` was sent its 100 Continue.
+    let mut continued = false;
     loop {
         while let Some(head_end) = find(&pending, b"\r\n\r\n").map(|i| i + 4) {
             let head = String::from_utf8_lossy(&pending[..head_end - 4]).into_owned();
             let Some((body, used)) = read_body(&head, &pending[head_end..], false) else {
+                // As an origin server does (RFC 9110 §10.1.1): a client that
+                // expects 100-continue waits for it before sending the body.
+                let expects = header_values(&head, "expect")
+                    .iter()
+                    .any(|v| v.eq_ignore_ascii_case("100-continue"));
+                if expects && !continued {
+                    continued = true;
+                    if stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+                        return;
+                    }
+                }
                 break;
             };
+            continued = false;
             pending.drain(..head_end + used);
             let upgrade = header_values(&head, "upgrade").first().cloned();
             log.lock()
