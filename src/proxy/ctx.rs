@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::HeaderValue;
+use pingora::http::RequestHeader;
 
 use super::token_route::TokenRoute;
 use crate::upstream::Upstream;
@@ -13,8 +14,12 @@ pub struct RequestCtx {
     pub(super) started: Instant,
     pub(super) request_id: HeaderValue,
     /// What kind of answer this was, for the access log when no token route
-    /// describes it: `proxy`, `direct_response`, `not_found`, `cors_preflight`.
+    /// describes it: `proxy`, `direct_response`, `not_found`, `cors_preflight`,
+    /// `path_refused`.
     pub(super) route: &'static str,
+    /// The path routing matched and the app receives, when it is not the
+    /// one received (see `net::path`).
+    pub(super) normalized_path: Option<String>,
     pub(super) upstream: Option<Arc<Upstream>>,
     pub(super) token_route: Option<Arc<TokenRoute>>,
     pub(super) upstream_sent: Option<Instant>,
@@ -27,10 +32,18 @@ impl RequestCtx {
             started: Instant::now(),
             request_id: HeaderValue::from_static("-"),
             route: "-",
+            normalized_path: None,
             upstream: None,
             token_route: None,
             upstream_sent: None,
             user_id: None,
         }
+    }
+
+    /// The path routing reads: normalized (see `net::path`).
+    pub(super) fn path<'a>(&'a self, request: &'a RequestHeader) -> &'a str {
+        self.normalized_path
+            .as_deref()
+            .unwrap_or_else(|| request.uri.path())
     }
 }
