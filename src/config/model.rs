@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::identity::IdentitySource;
 use crate::net::cors::CorsPolicy;
 use crate::net::headers::UnderscoresAction;
-use crate::net::path::EscapedSlashesAction;
+use crate::net::path::{EscapedSlashesAction, PathRules};
 use crate::routing::DirectResponse;
 use crate::token::MintKind;
 
@@ -60,6 +60,17 @@ pub struct HttpSettings {
     pub request_headers_timeout: Duration,
     /// Client connections open at once, at most; more wait in the listen queue.
     pub max_downstream_connections: usize,
+}
+
+impl HttpSettings {
+    /// How request paths are read before routing.
+    pub fn path_rules(&self) -> PathRules {
+        PathRules::new(
+            self.normalize_path,
+            self.merge_slashes,
+            self.path_with_escaped_slashes_action,
+        )
+    }
 }
 
 impl Default for HttpSettings {

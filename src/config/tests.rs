@@ -294,3 +294,38 @@ fn listening_beyond_loopback_with_only_loopback_trusted_warns() {
         "clients connect directly"
     );
 }
+
+#[test]
+fn route_paths_must_be_normalized_or_they_could_never_match() {
+    let route = |path: &str, http: &str| {
+        load(&format!(
+            "{MINIMAL}{http}routes:\n  - {{ match: {{ path_prefix: \"{path}\" }}, upstream: app }}\n"
+        ))
+    };
+    for (path, hint) in [
+        ("/a/./b", "write \"/a/b\""),
+        ("//a", "write \"/a\""),
+        ("/%7Euser/", "write \"/~user/\""),
+        ("/a%3f", "write \"/a%3F\""),
+        ("/a%2Fb", "is refused"),
+        ("/a\\\\b", "is refused"),
+        ("/a%zz", "is refused"),
+    ] {
+        let err = route(path, "").unwrap_err();
+        assert_eq!(err.key, "routes[0].match", "{path}");
+        assert!(err.to_string().contains(hint), "{path}: {err}");
+    }
+    assert!(route("/a/b.c/", "").is_ok());
+    // Checked against the rules requests are read by.
+    let keep = "http: { path_with_escaped_slashes_action: keep_unchanged }\n";
+    assert!(route("/a%2Fb", keep).is_ok());
+    assert!(route("/a/./b", "http: { normalize_path: false }\n").is_ok());
+    assert!(route("//a", "http: { merge_slashes: false }\n").is_ok());
+    // A broken http section is reported alone: the rules to check against are unknown.
+    let text = format!(
+        "{MINIMAL}http: {{ normalize_path: maybe }}\nroutes:\n  - {{ match: {{ path: /a/./b }}, upstream: app }}\n"
+    );
+    let errors = Config::from_yaml(&text, &env).unwrap_err().0;
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["http.normalize_path"]);
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::HeaderValue;
+use pingora::http::RequestHeader;
 
 use super::token_route::TokenRoute;
 use crate::upstream::Upstream;
@@ -15,8 +16,12 @@ pub struct RequestCtx {
     /// What kind of answer this was, for the access log when no token route
     /// describes it: `proxy`, `direct_response`, `not_found`, `cors_preflight`,
     /// `refused` (a request refused before routing: its HTTP/1.1 framing, or
-    /// a header name under `http.headers_with_underscores_action: reject_request`).
+    /// a header name under `http.headers_with_underscores_action: reject_request`),
+    /// `path_refused`.
     pub(super) route: &'static str,
+    /// The path routing matched and the app receives, when it is not the
+    /// one received (see `net::path`).
+    pub(super) normalized_path: Option<String>,
     pub(super) upstream: Option<Arc<Upstream>>,
     pub(super) token_route: Option<Arc<TokenRoute>>,
     pub(super) upstream_sent: Option<Instant>,
@@ -31,11 +36,19 @@ impl RequestCtx {
             started: Instant::now(),
             request_id: HeaderValue::from_static("-"),
             route: "-",
+            normalized_path: None,
             upstream: None,
             token_route: None,
             upstream_sent: None,
             attempts: 0,
             user_id: None,
         }
+    }
+
+    /// The path routing reads: normalized (see `net::path`).
+    pub(super) fn path<'a>(&'a self, request: &'a RequestHeader) -> &'a str {
+        self.normalized_path
+            .as_deref()
+            .unwrap_or_else(|| request.uri.path())
     }
 }

@@ -13,7 +13,8 @@
 //!
 //! One type, files by concern (as pingora-proxy spreads `HttpProxy`): the
 //! phases below delegate to [`framing`] (the request's HTTP/1.1 shape, and
-//! the connection's reuse), [`token_route`] (minting, and who the caller is),
+//! the connection's reuse), [`path`] (the path routing reads and the app
+//! receives), [`token_route`] (minting, and who the caller is),
 //! [`forward_auth`] (the session check), [`forwarding`] (what the app receives) and [`errors`] (what
 //! a client is told when proxying fails); every answer is written by
 //! [`crate::respond`].
@@ -35,6 +36,7 @@ mod errors;
 mod forward_auth;
 mod forwarding;
 mod framing;
+mod path;
 mod token_route;
 
 pub use ctx::RequestCtx;
@@ -45,6 +47,7 @@ use crate::config::{Config, RateLimitSetting, RouteAction};
 use crate::identity::IdentitySource;
 use crate::limits::RateLimit;
 use crate::net::headers::UnderscoresAction;
+use crate::net::path::PathRules;
 use crate::net::request_id::{self, X_REQUEST_ID};
 use crate::net::TrustedNetworks;
 use crate::respond::Answer;
@@ -65,6 +68,7 @@ pub struct Gateway {
     routes: RouteTable<Target>,
     minter: TokenMinter,
     trusted: TrustedNetworks,
+    paths: PathRules,
     per_client_ip: Option<RateLimit>,
     per_identity: Option<RateLimit>,
     /// Identity headers of `header` mode, removed from proxied requests that do
@@ -108,6 +112,7 @@ impl Gateway {
             routes,
             minter: TokenMinter::with_signer(&config.stream.api_key, signer, config.tokens),
             trusted: config.trusted_cidrs,
+            paths: config.http.path_rules(),
             per_client_ip: limit(config.rate_limits.per_client_ip),
             per_identity: limit(config.rate_limits.per_identity),
             spoofable_headers,
@@ -120,13 +125,13 @@ impl Gateway {
 
     /// The answer to a CORS preflight for a token route with a CORS policy,
     /// if this request is one.
-    fn preflight(&self, request: &RequestHeader) -> Option<Answer> {
+    fn preflight(&self, request: &RequestHeader, path: &str) -> Option<Answer> {
         if request.method != Method::OPTIONS {
             return None;
         }
         let requested = request.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
         let method = Method::from_bytes(requested.as_bytes()).ok()?;
-        let Target::Mint(route) = &self.routes.find(&method, request.uri.path())?.action else {
+        let Target::Mint(route) = &self.routes.find(&method, path)?.action else {
             return None;
         };
         let cors = route.cors.as_ref()?;
@@ -160,19 +165,23 @@ impl ProxyHttp for Gateway {
             answer.write(session, &ctx.request_id).await?;
             return Ok(true);
         }
-        if let Some(answer) = self.preflight(session.req_header()) {
+        if let Some(refusal) = self.read_path(session.req_header(), ctx) {
+            refusal.write(session, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        let request = session.req_header();
+        if let Some(answer) = self.preflight(request, ctx.path(request)) {
             ctx.route = "cors_preflight";
             answer.write(session, &ctx.request_id).await?;
             return Ok(true);
         }
-        let request = session.req_header();
-        let Some(route) = self.routes.find(&request.method, request.uri.path()) else {
-            ctx.route = "not_found";
+        let Some(route) = self.routes.find(&request.method, ctx.path(request)) else {
             let message = format!(
                 "Not found: no route matches {} {}",
                 request.method,
-                request.uri.path()
+                ctx.path(request)
             );
+            ctx.route = "not_found";
             Answer::error(404, &message)
                 .write(session, &ctx.request_id)
                 .await?;
@@ -231,6 +240,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_sent = Some(Instant::now());
+        path::forward_path(upstream_request, ctx)?;
         self.forward_headers(session, upstream_request, &ctx.request_id)
     }
 

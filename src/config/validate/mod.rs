@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::error::{ConfigError, Errors};
 use super::raw::RawConfig;
-use super::{Config, UpstreamSettings};
+use super::{Config, HttpSettings, UpstreamSettings};
 use crate::net::TrustedNetworks;
 
 mod identity;
@@ -57,6 +57,7 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
             identity: raw.identity?,
             cors: cors?,
             upstreams: &upstreams,
+            paths: http.as_ref().map(HttpSettings::path_rules),
         },
         &mut watched_files,
         errors,

@@ -12,6 +12,7 @@ use crate::config::error::{ConfigError, Errors};
 use crate::config::raw::{RawIdentity, RawRoute};
 use crate::config::{RouteAction, TokenRouteSettings, UpstreamSettings};
 use crate::net::cors::CorsPolicy;
+use crate::net::path::PathRules;
 use crate::reload::WatchedFile;
 use crate::routing::{DirectResponse, PathMatch, Route, RouteTable};
 use crate::token::MintKind;
@@ -21,6 +22,9 @@ pub(super) struct Defaults<'a> {
     pub identity: RawIdentity,
     pub cors: Option<CorsPolicy>,
     pub upstreams: &'a [UpstreamSettings],
+    /// Route paths are checked against them; `None` when the `http` section
+    /// is itself broken, which its own error reports.
+    pub paths: Option<PathRules>,
 }
 
 impl Defaults<'_> {
@@ -135,6 +139,9 @@ fn route(
             format!("path {p:?} must start with '/'"),
         ));
     }
+    if let Some(rules) = &defaults.paths {
+        reachable(p, rules).map_err(|reason| ConfigError::new(format!("{key}.match"), reason))?;
+    }
     if raw.identity.is_some() && raw.mint.is_none() {
         return Err(ConfigError::new(
             format!("{key}.identity"),
@@ -185,4 +192,20 @@ fn route(
         path,
         action,
     })
+}
+
+/// Requests are matched by their normalized path (`net::path`), so a route
+/// path in another spelling would never match: refused, naming the spelling
+/// that would.
+fn reachable(path: &str, rules: &PathRules) -> Result<(), String> {
+    match rules.normalize(path) {
+        Ok(normalized) if normalized == path => Ok(()),
+        Ok(normalized) => Err(format!(
+            "path {path:?} can never match: requests are matched by their normalized \
+             path (see http:); write {normalized:?}"
+        )),
+        Err(refusal) => Err(format!(
+            "path {path:?} can never match: a request for it is refused ({refusal})"
+        )),
+    }
 }

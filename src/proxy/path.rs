@@ -1,0 +1,53 @@
+//! The path that routes is the path the app receives ([`crate::net::path`]):
+//! read once, before anything looks at it, kept in the request's context when
+//! its normal form differs from what the client sent, and written into the
+//! request for the app. The query is never touched.
+
+use std::borrow::Cow;
+
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+
+use super::{Gateway, RequestCtx};
+use crate::respond::Answer;
+
+impl Gateway {
+    /// Reads the request's path by the `http:` rules into `ctx`; the 400 that
+    /// refuses it, if it is refused.
+    pub(super) fn read_path(
+        &self,
+        request: &RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Option<Answer> {
+        // A target that is not UTF-8 never gets here: Pingora's parser
+        // answers it 400 (tests/paths.rs checks it still does).
+        match self.paths.normalize(request.uri.path()) {
+            Ok(Cow::Borrowed(_)) => None,
+            Ok(Cow::Owned(normalized)) => {
+                ctx.normalized_path = Some(normalized);
+                None
+            }
+            Err(refusal) => {
+                ctx.route = "path_refused";
+                Some(Answer::error(400, &refusal.to_string()))
+            }
+        }
+    }
+}
+
+/// Puts the normalized path, if it differs, into the request for the app,
+/// with the query's bytes as received.
+pub(super) fn forward_path(upstream_request: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+    let Some(path) = &ctx.normalized_path else {
+        return Ok(());
+    };
+    let received = upstream_request.raw_path();
+    let query = received
+        .iter()
+        .position(|&b| b == b'?')
+        .map_or(&[][..], |at| &received[at..]);
+    let mut target = Vec::with_capacity(path.len() + query.len());
+    target.extend_from_slice(path.as_bytes());
+    target.extend_from_slice(query);
+    upstream_request.set_raw_path(&target)
+}
