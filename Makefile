@@ -28,6 +28,11 @@ deps:
 bench: deps
 	bash bench/run.sh
 
+## soak: build release, 10 min of mixed traffic on loopback, growth verdict (bench/soak.sh; SOAK_SECONDS=60 to try it)
+.PHONY: soak
+soak: deps
+	bash bench/soak.sh
+
 ## deploy-check: lint deploy/Dockerfile, render and validate deploy/kubernetes, pod-shaped e2e (deploy/check.sh)
 .PHONY: deploy-check
 deploy-check: deps
