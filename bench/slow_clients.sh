@@ -8,15 +8,19 @@
 #   bench/slow_clients.sh 1000       # any list of N
 #
 # Each N gets a fresh streamgate. Knobs (environment): SG_BIN (default
-# target/release/streamgate, built if missing), SLOW_HOLD (seconds the clients
-# stay stuck, 5), SLOW_AFTER (seconds to wait after they leave, 10),
-# SLOW_PORT_BASE (18180: uses it and the next one). It only targets 127.0.0.1
-# and stops by itself (every wait is bounded; the clients time out too).
+# target/release/streamgate, built if missing), SLOW_SENT_KIB (how much of the
+# header each client sends before it stalls, 15: midway), SLOW_HOLD (seconds
+# the clients stay stuck, 5), SLOW_AFTER (seconds to wait after they leave,
+# 10), SLOW_MAX_CONNECTIONS (http.max_downstream_connections; streamgate's
+# default when unset), SLOW_PORT_BASE (18180: uses it and the next one). It only targets
+# 127.0.0.1 and stops by itself (every wait is bounded; the clients time out
+# too).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 SG_BIN=${SG_BIN:-$ROOT/target/release/streamgate}
+SENT_KIB=${SLOW_SENT_KIB:-15}
 HOLD=${SLOW_HOLD:-5}
 AFTER=${SLOW_AFTER:-10}
 PORT=${SLOW_PORT_BASE:-18180}
@@ -52,7 +56,7 @@ stream:
   api_secret: bench-secret-not-a-real-stream-secret
 admin: { listen: "127.0.0.1:$ADMIN_PORT" }
 access_log: { format: off }
-http: { request_headers_timeout: 60s }
+http: { request_headers_timeout: 60s${SLOW_MAX_CONNECTIONS:+, max_downstream_connections: $SLOW_MAX_CONNECTIONS} }
 server: { threads: 2, pid_file: "$TMP/streamgate.pid", upgrade_sock: "$TMP/upgrade.sock" }
 EOF
 
@@ -78,15 +82,16 @@ wait_for_port() {
     die "streamgate did not listen on :$1"
 }
 
-# Opens N connections, sends each the first half of a request whose header is
-# 30 KiB, keeps them for HOLD seconds, then closes them all. Prints "ready"
+# Opens N connections, sends each the first SENT_KIB KiB of a request whose
+# header is 30 KiB (or 1 KiB more than is sent), keeps them for HOLD seconds, then closes them all. Prints "ready"
 # once all are connected and have sent, then how many streamgate answered or
 # closed before they left (0 unless a limit refused them).
 CLIENTS=$(cat <<'PY'
 import socket, sys, time
-n, port, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-header = b"GET / HTTP/1.1\r\nHost: slow.example\r\nX-Fill: " + b"a" * (30 * 1024) + b"\r\n\r\n"
-half = header[: len(header) // 2]
+n, port, hold, sent = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+fill = max(30, sent + 1) * 1024
+header = b"GET / HTTP/1.1\r\nHost: slow.example\r\nX-Fill: " + b"a" * fill + b"\r\n\r\n"
+half = header[: sent * 1024]
 socks = []
 for _ in range(n):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -116,7 +121,7 @@ for n in "${COUNTS[@]}"; do
     wait_for_port "$PORT"
     sleep 1
     report "$n" "before"
-    python3 -c "$CLIENTS" "$n" "$PORT" "$HOLD" >"$TMP/clients.log" &
+    python3 -c "$CLIENTS" "$n" "$PORT" "$HOLD" "$SENT_KIB" >"$TMP/clients.log" &
     clients=$!
     for _ in $(seq 300); do grep -q ready "$TMP/clients.log" && break; sleep 0.1; done
     grep -q ready "$TMP/clients.log" || die "the clients did not connect"

@@ -1,6 +1,6 @@
 //! Starting on a busy port fails at once and says why (issue 10): exit status
 //! 1 within seconds, one line on stderr naming the address and the reason,
-//! and no claim to be listening before it.
+//! no claim to be listening before it, and no probe answered meanwhile.
 
 mod common;
 
@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// What a streamgate started on `config` did: its exit code (`None` if it
-/// was still running after 5 s, then killed), how long it took, and stderr.
-fn start_and_wait(config: &str) -> (Option<i32>, Duration, String) {
+/// was still running after 5 s, then killed), how long it took, and stderr;
+/// meanwhile, `probe` is tried every few milliseconds.
+fn start_and_wait(config: &str, mut probe: impl FnMut()) -> (Option<i32>, Duration, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config_path = dir.path().join("streamgate.yaml");
     std::fs::write(&config_path, config).expect("write config");
@@ -27,7 +28,10 @@ fn start_and_wait(config: &str) -> (Option<i32>, Duration, String) {
         .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
         .spawn()
         .expect("spawn streamgate");
-    let status = poll(Duration::from_secs(5), || child.try_wait().ok().flatten());
+    let status = poll(Duration::from_secs(5), || {
+        probe();
+        child.try_wait().ok().flatten()
+    });
     let elapsed = started.elapsed();
     if status.is_none() {
         let _ = child.kill();
@@ -72,8 +76,15 @@ fn assert_fails_fast_naming(address: &str, status: Option<i32>, elapsed: Duratio
 fn a_busy_proxy_port_fails_at_once_naming_it() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("address").port();
-    let (status, elapsed, stderr) = start_and_wait(&config(port, free_port()));
+    let admin_port = free_port();
+    let mut probes_answered = 0;
+    let (status, elapsed, stderr) = start_and_wait(&config(port, admin_port), || {
+        if std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_ok() {
+            probes_answered += 1;
+        }
+    });
     assert_fails_fast_naming(&format!("127.0.0.1:{port}"), status, elapsed, &stderr);
+    assert_eq!(probes_answered, 0, "the admin listener took probes");
 }
 
 #[test]
@@ -81,7 +92,7 @@ fn a_busy_admin_port_fails_at_once_naming_it() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let admin_port = taken.local_addr().expect("address").port();
     let port = free_port();
-    let (status, elapsed, stderr) = start_and_wait(&config(port, admin_port));
+    let (status, elapsed, stderr) = start_and_wait(&config(port, admin_port), || {});
     assert_fails_fast_naming(&format!("127.0.0.1:{admin_port}"), status, elapsed, &stderr);
     // The proxy port it had bound first is released with the process.
     assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());

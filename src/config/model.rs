@@ -58,7 +58,10 @@ pub struct HttpSettings {
     pub max_request_headers_bytes: usize,
     /// How long a client may take to send its request head; beyond: 408.
     pub request_headers_timeout: Duration,
-    /// Client connections open at once, at most; more wait in the listen queue.
+    /// Client connections served at once, at most; as many more wait for a
+    /// free one, and past that a new connection is closed unserved. Each
+    /// costs up to about 12 KiB plus its request head: the default keeps a
+    /// pod full of slow clients under its 64 MiB (bench/slow_clients.sh).
     pub max_downstream_connections: usize,
 }
 
@@ -71,7 +74,7 @@ impl Default for HttpSettings {
             headers_with_underscores_action: UnderscoresAction::DropHeader,
             max_request_headers_bytes: 32 * 1024,
             request_headers_timeout: Duration::from_secs(10),
-            max_downstream_connections: 1024,
+            max_downstream_connections: 512,
         }
     }
 }

@@ -7,8 +7,11 @@
 //! So streamgate binds every address itself first and, on failure, exits 1
 //! with one line naming the address, before it says it is listening (exit 1,
 //! not 2: the configuration is fine, the machine is not). Binding reserves the
-//! address; Pingora calls `listen` when its service starts, so a port does not
+//! address; `listen` waits until the service starts, so that a port does not
 //! accept connections before streamgate can serve them or handle a signal.
+//! A service tells Pingora it is ready only once its sockets listen, and the
+//! admin listener waits for the proxy listener's: `/readyz` cannot answer
+//! while the proxy port is not listening yet.
 //!
 //! The sockets reach Pingora through the table of listening sockets its
 //! graceful upgrade uses, as if an older streamgate had handed them over: a
@@ -25,8 +28,11 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::server::{ListenFds, ShutdownWatch};
 use pingora::services::listening::Service as Listening;
-use pingora::services::Service;
+use pingora::services::{Service, ServiceReadyNotifier, ServiceWithDependents};
 use tokio::net::TcpSocket;
+
+/// Pingora's listen backlog (it listens again with it on taking a socket).
+const BACKLOG: u32 = 65_535;
 
 /// Which of streamgate's listeners an address is, for messages.
 #[derive(Debug, Clone, Copy)]
@@ -119,34 +125,38 @@ impl Bound {
         self.address.to_string()
     }
 
-    /// Puts the socket in Pingora's table, unless the running streamgate
-    /// handed one over for this address (then ours, if any, is closed).
+    /// Listens, and puts the socket in Pingora's table, unless the running
+    /// streamgate handed one over for this address (then ours, if any, is
+    /// closed). Must run inside the service's runtime.
     fn hand_over(self, table: &ListenFds) -> Result<(), CannotListen> {
         let key = self.key();
         let mut table = table.lock();
         if table.get(&key).is_some() {
             return Ok(());
         }
-        match self.socket {
-            Some(socket) => {
-                table.add(key, socket.into_raw_fd());
-                Ok(())
-            }
-            None => Err(CannotListen {
-                address: self.address,
-                role: self.role,
-                reason: std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    "address in use, and not among the sockets the running streamgate handed over",
-                ),
-            }),
-        }
+        let (address, role) = (self.address, self.role);
+        let listening = match self.socket {
+            Some(socket) => socket
+                .listen(BACKLOG)
+                .and_then(tokio::net::TcpListener::into_std),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "address in use, and not among the sockets the running streamgate handed over",
+            )),
+        };
+        let listener = listening.map_err(|reason| CannotListen {
+            address,
+            role,
+            reason,
+        })?;
+        table.add(key, listener.into_raw_fd());
+        Ok(())
     }
 }
 
-/// A Pingora listening service that starts on sockets already bound, and
-/// takes the process down if it dies: a listener that stopped must not leave
-/// a process whose probes still say it is fine.
+/// A Pingora listening service that starts on sockets already bound, is
+/// ready once they listen, and takes the process down if it dies: a listener
+/// that stopped must not leave a process whose probes still say it is fine.
 pub(super) struct OnBoundSockets<A> {
     service: Option<Listening<A>>,
     sockets: Vec<Bound>,
@@ -159,7 +169,7 @@ impl<A: ServerApp + Send + Sync + 'static> OnBoundSockets<A> {
     /// by [`Bound::key`].
     pub(super) fn new(service: Listening<A>, sockets: Vec<Bound>) -> Self {
         OnBoundSockets {
-            name: service.name().to_string(),
+            name: Service::name(&service).to_string(),
             addresses: sockets.iter().map(Bound::key).collect(),
             service: Some(service),
             sockets,
@@ -168,12 +178,13 @@ impl<A: ServerApp + Send + Sync + 'static> OnBoundSockets<A> {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> Service for OnBoundSockets<A> {
+impl<A: ServerApp + Send + Sync + 'static> ServiceWithDependents for OnBoundSockets<A> {
     async fn start_service(
         &mut self,
         fds: Option<ListenFds>,
         shutdown: ShutdownWatch,
         listeners_per_fd: usize,
+        ready: ServiceReadyNotifier,
     ) {
         let Some(mut service) = self.service.take() else {
             return;
@@ -189,10 +200,9 @@ impl<A: ServerApp + Send + Sync + 'static> Service for OnBoundSockets<A> {
                 exit_cannot_listen(&e);
             }
         }
+        ready.notify_ready();
         let running = tokio::spawn(async move {
-            service
-                .start_service(Some(fds), shutdown, listeners_per_fd)
-                .await;
+            Service::start_service(&mut service, Some(fds), shutdown, listeners_per_fd).await;
         });
         if let Err(e) = running.await {
             if e.is_panic() {

@@ -129,11 +129,11 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     let gateway = gateway.unwrap_or_else(|e| fail_to_start(&e));
     let proxy = http_proxy(&server.configuration, gateway);
     let downstream = Downstream::new(proxy, &http, &metrics, access_log);
-    server.add_service(proxy_service(downstream, proxy_sockets));
-    server.add_service(OnBoundSockets::new(admin, vec![admin_socket]));
-    if let Err(e) = std::fs::write(&settings.pid_file, format!("{}\n", std::process::id())) {
-        log::warn!("cannot write pid file {}: {e}", settings.pid_file);
-    }
+    let proxy = server.add_service(proxy_service(downstream, proxy_sockets));
+    let admin = server.add_service(OnBoundSockets::new(admin, vec![admin_socket]));
+    // Probes are answered only once the proxy port listens.
+    admin.add_dependency(&proxy);
+    write_pid_file(&settings.pid_file);
     log::info!(
         "streamgate listening on {}; admin on {admin_listen}",
         listen.join(", ")
@@ -146,6 +146,12 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     });
     log::info!("streamgate stopped");
     std::process::exit(0)
+}
+
+fn write_pid_file(path: &str) {
+    if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+        log::warn!("cannot write pid file {path}: {e}");
+    }
 }
 
 /// Every listening address, bound before anything else starts; the process
