@@ -1,7 +1,7 @@
 //! Every answer streamgate writes itself, in one place (as linkerd's
 //! `errors/respond.rs`): token replies, direct responses, CORS preflights,
-//! 404 for no route, 502/504 for a failed upstream, and the admin listener's
-//! JSON. One error envelope (the token contract's `{"success":false,
+//! 404 for no route, 502/504 for a failed upstream, 408/414/431 for a request
+//! head too slow or too large, and the admin listener's JSON. One error envelope (the token contract's `{"success":false,
 //! "error":…}`) and one header set:
 //!
 //! - `Content-Length` always: a body without it plus keep-alive hangs clients
@@ -104,6 +104,10 @@ impl Answer {
         self.status
     }
 
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+
     /// The header set, in the order it is written.
     fn header_set(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
         let content_type = self
@@ -142,6 +146,30 @@ impl Answer {
             .write_response_header(Box::new(response), false)
             .await?;
         session.write_response_body(Some(self.body), true).await
+    }
+
+    /// The answer as HTTP/1.1 bytes ending the connection (`Connection:
+    /// close`), for a client streamgate answers before Pingora has a session
+    /// for it: a request head too large or too slow (`server::head`).
+    pub fn to_http1_closing(&self, request_id: &HeaderValue) -> Vec<u8> {
+        let reason = http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|status| status.canonical_reason())
+            .unwrap_or("");
+        let mut out = format!("HTTP/1.1 {} {reason}\r\n", self.status).into_bytes();
+        let fixed = [
+            (X_REQUEST_ID, request_id.clone()),
+            (header::CONNECTION, HeaderValue::from_static("close")),
+        ];
+        for (name, value) in fixed.into_iter().chain(self.header_set()) {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
     }
 
     /// The answer as an `http::Response`, for the admin listener.
@@ -186,6 +214,30 @@ mod tests {
         assert_eq!(header(&response, header::CONTENT_LENGTH), Some("0"));
         assert_eq!(header(&response, header::CONTENT_TYPE), None);
         assert_eq!(header(&response, header::VARY), Some("Origin"));
+    }
+
+    #[test]
+    fn closing_answers_are_complete_http1_messages() {
+        let id = HeaderValue::from_static("req-1");
+        let bytes = Answer::error(431, "Too large").to_http1_closing(&id);
+        let text = String::from_utf8(bytes).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let mut lines = head.split("\r\n");
+        assert_eq!(
+            lines.next(),
+            Some("HTTP/1.1 431 Request Header Fields Too Large")
+        );
+        let headers: Vec<&str> = lines.collect();
+        for expected in [
+            "x-request-id: req-1",
+            "connection: close",
+            "content-type: application/json",
+            "cache-control: no-store",
+        ] {
+            assert!(headers.contains(&expected), "{expected} in {headers:?}");
+        }
+        assert!(headers.contains(&format!("content-length: {}", body.len()).as_str()));
+        assert_eq!(body, r#"{"success":false,"error":"Too large"}"#);
     }
 
     #[test]

@@ -54,11 +54,20 @@ pub struct HttpSettings {
     /// What a request header whose name contains `_` gets: CGI-style apps
     /// (WSGI, Rack, PHP) read `X_Forwarded_User` as `X-Forwarded-User`.
     pub headers_with_underscores_action: UnderscoresAction,
-    /// Largest request head (request line and headers), in bytes; beyond: 431.
+    /// Largest request head (request line, headers and the empty line that
+    /// ends them), in bytes; beyond: 431, or 414 when the request line alone
+    /// is longer.
     pub max_request_headers_bytes: usize,
-    /// How long a client may take to send its request head; beyond: 408.
+    /// How long a client may take to send its request head; beyond: 408. It
+    /// runs from accept for a connection's first request (a connection that
+    /// sends nothing is closed unanswered), and from the first byte of each
+    /// later one: the idle time between keep-alive requests (up to 60 s) is
+    /// not head time.
     pub request_headers_timeout: Duration,
-    /// Client connections open at once, at most; more wait in the listen queue.
+    /// Client connections served at once, at most; as many more wait for a
+    /// free one, and past that a new connection is closed unserved. Each
+    /// costs up to about 12 KiB plus its request head: the default keeps a
+    /// pod full of slow clients under its 64 MiB (bench/slow_clients.sh).
     pub max_downstream_connections: usize,
 }
 
@@ -82,7 +91,7 @@ impl Default for HttpSettings {
             headers_with_underscores_action: UnderscoresAction::DropHeader,
             max_request_headers_bytes: 32 * 1024,
             request_headers_timeout: Duration::from_secs(10),
-            max_downstream_connections: 1024,
+            max_downstream_connections: 512,
         }
     }
 }

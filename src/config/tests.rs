@@ -76,6 +76,7 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(config.server.grace_period_seconds, 5);
     assert_eq!(config.http, HttpSettings::default());
     assert_eq!(config.http.max_request_headers_bytes, 32 * 1024);
+    assert_eq!(config.http.max_downstream_connections, 512);
     assert_eq!(config.upstreams[0].connect_timeout, Duration::from_secs(5));
     assert_eq!(config.upstreams[0].sni, "127.0.0.1");
 }

@@ -13,19 +13,29 @@
 //! SIGQUIT is Pingora's graceful upgrade: the listening sockets go to a new
 //! streamgate started with `--upgrade`, so a new binary or configuration takes
 //! over without a refused connection (see README, "Reloading").
+//!
+//! Before any of it, every listening address is bound ([`listeners`]), so
+//! that a busy port ends the process at once instead of leaving it half up.
+//! The proxy listener's connections then pass through [`downstream`]
+//! (connection slots, request-head limits of the `http:` section) on their
+//! way to Pingora's proxy.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;
-use pingora::proxy::http_proxy;
+use pingora::proxy::{http_proxy, HttpProxy};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::RunArgs;
 use pingora::services::listening::Service;
 use sha2::{Digest, Sha256};
 
+mod downstream;
+mod head;
+mod listeners;
 mod signals;
 
 use crate::admin::{AdminService, Health};
@@ -35,13 +45,25 @@ use crate::reload::{self, Applied, Reload, WatchedFile};
 use crate::telemetry::metrics::Metrics;
 use crate::token::SignerSlot;
 use crate::upstream::{UnknownUpstream, Upstreams};
+use downstream::Downstream;
+use listeners::{exit_cannot_listen, Bound, OnBoundSockets, Role};
 use signals::{DrainingSignals, SettleBeforeCleanup, SETTLE};
+
+/// No read buffer in front of client sockets: Pingora's default gives every
+/// accepted connection 64 KiB up front, meant for TLS records, which a
+/// plaintext listener does not need (request heads and bodies are read into
+/// buffers of their own). It was most of what an idle or slow client cost.
+const L4_BUFFERS: L4BufferSettings = L4BufferSettings {
+    read: Some(0),
+    write: None,
+};
 
 /// Builds the Pingora server for `config` and runs it until a signal stops it.
 /// With `upgrade`, the listening sockets are taken over from a running
 /// streamgate (which must then be sent SIGQUIT) instead of bound anew.
 pub fn run(mut config: Config, upgrade: bool) -> ! {
     let settings = config.server.clone();
+    let (proxy_sockets, admin_socket) = bind_listeners(&config, upgrade);
     let opt = Opt {
         upgrade,
         ..Opt::default()
@@ -92,27 +114,26 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
             connector: connector(),
         },
     );
-    admin.add_tcp(&config.admin.listen.to_string());
+    admin.add_tcp(&admin_socket.key());
 
-    let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
+    let listen: Vec<String> = proxy_sockets.iter().map(Bound::key).collect();
     let admin_listen = config.admin.listen;
-    let gateway = Gateway::new(config, &upstreams, signer, metrics, connector())
-        .unwrap_or_else(|e| fail_to_start(&e));
-    let mut proxy = Service::new(
-        "streamgate".to_string(),
-        SettleBeforeCleanup {
-            inner: Arc::new(http_proxy(&server.configuration, gateway)),
-            settle: SETTLE,
-        },
+    let (http, access_log) = (config.http, config.access_log.format);
+    let gateway = Gateway::new(
+        config,
+        &upstreams,
+        signer,
+        Arc::clone(&metrics),
+        connector(),
     );
-    for address in &listen {
-        proxy.add_tcp(address);
-    }
-    server.add_service(proxy);
-    server.add_service(admin);
-    if let Err(e) = std::fs::write(&settings.pid_file, format!("{}\n", std::process::id())) {
-        log::warn!("cannot write pid file {}: {e}", settings.pid_file);
-    }
+    let gateway = gateway.unwrap_or_else(|e| fail_to_start(&e));
+    let proxy = http_proxy(&server.configuration, gateway);
+    let downstream = Downstream::new(proxy, &http, &metrics, access_log);
+    let proxy = server.add_service(proxy_service(downstream, proxy_sockets));
+    let admin = server.add_service(OnBoundSockets::new(admin, vec![admin_socket]));
+    // Probes are answered only once the proxy port listens.
+    admin.add_dependency(&proxy);
+    write_pid_file(&settings.pid_file);
     log::info!(
         "streamgate listening on {}; admin on {admin_listen}",
         listen.join(", ")
@@ -125,6 +146,44 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     });
     log::info!("streamgate stopped");
     std::process::exit(0)
+}
+
+fn write_pid_file(path: &str) {
+    if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+        log::warn!("cannot write pid file {path}: {e}");
+    }
+}
+
+/// Every listening address, bound before anything else starts; the process
+/// ends naming the first that cannot be (see [`listeners`]).
+fn bind_listeners(config: &Config, upgrade: bool) -> (Vec<Bound>, Bound) {
+    let bind = |address, role| {
+        Bound::bind(address, role, upgrade).unwrap_or_else(|e| exit_cannot_listen(&e))
+    };
+    let proxy = config
+        .listen
+        .iter()
+        .map(|address| bind(*address, Role::Proxy))
+        .collect();
+    (proxy, bind(config.admin.listen, Role::Admin))
+}
+
+/// The proxy listener's service on `sockets`.
+fn proxy_service(
+    downstream: Downstream<HttpProxy<Gateway>>,
+    sockets: Vec<Bound>,
+) -> OnBoundSockets<SettleBeforeCleanup<Downstream<HttpProxy<Gateway>>>> {
+    let mut proxy = Service::new(
+        "streamgate".to_string(),
+        SettleBeforeCleanup {
+            inner: Arc::new(downstream),
+            settle: SETTLE,
+        },
+    );
+    for bound in &sockets {
+        proxy.add_listener(ListenerConfig::tcp(bound.key()).l4_buffer(L4_BUFFERS));
+    }
+    OnBoundSockets::new(proxy, sockets)
 }
 
 /// A fault of ours found while assembling the server: said, and exit 2 as

@@ -25,6 +25,11 @@ pub struct Metrics {
     pub secret_reloads: IntCounter,
     pub secret_reload_failures: IntCounter,
     pub secret_loaded: IntGauge,
+    pub downstream_connections: IntGauge,
+    pub downstream_connections_waiting: IntGauge,
+    pub downstream_connections_queued: IntCounter,
+    pub downstream_connections_refused: IntCounter,
+    pub request_heads_refused: IntCounterVec,
 }
 
 /// Token answers take microseconds; the default buckets start at 5 ms.
@@ -120,12 +125,42 @@ impl Metrics {
                 "1 when a Stream API secret is loaded.",
             )
             .expect("valid metric definition"),
+            downstream_connections: IntGauge::new(
+                "streamgate_downstream_connections",
+                "Client connections being served, each holding one of http.max_downstream_connections.",
+            )
+            .expect("valid metric definition"),
+            downstream_connections_waiting: IntGauge::new(
+                "streamgate_downstream_connections_waiting",
+                "Client connections accepted and waiting for a free connection slot.",
+            )
+            .expect("valid metric definition"),
+            downstream_connections_queued: IntCounter::new(
+                "streamgate_downstream_connections_queued_total",
+                "Client connections that had to wait for a free connection slot.",
+            )
+            .expect("valid metric definition"),
+            downstream_connections_refused: IntCounter::new(
+                "streamgate_downstream_connections_refused_total",
+                "Client connections closed unserved: every slot busy and as many already waiting.",
+            )
+            .expect("valid metric definition"),
+            request_heads_refused: counter(
+                "streamgate_request_heads_refused_total",
+                "Requests answered before routing because their head (request line and headers) \
+                 was too large (431), had a request line too long (414) or came too slowly (408).",
+                &["reason"],
+            ),
             registry,
         };
         for single in [
             Box::new(metrics.secret_reloads.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(metrics.secret_reload_failures.clone()),
             Box::new(metrics.secret_loaded.clone()),
+            Box::new(metrics.downstream_connections.clone()),
+            Box::new(metrics.downstream_connections_waiting.clone()),
+            Box::new(metrics.downstream_connections_queued.clone()),
+            Box::new(metrics.downstream_connections_refused.clone()),
         ] {
             metrics
                 .registry

@@ -1,0 +1,309 @@
+//! The proxy listener's client connections before Pingora parses a request:
+//! how many are served at once, and what each may send as a request head.
+//!
+//! Pingora serves every connection it accepts, each with its own buffers, and
+//! reads request heads with limits meant for an edge proxy (see
+//! [`head`](super::head)); 48 clients stuck midway through a large header took
+//! a pod past its 64 MiB. So the proxy listener's `ServerApp` is this wrapper
+//! around Pingora's HTTP proxy: a connection first takes one of
+//! `http.max_downstream_connections` slots (waiting for one, as in a listen
+//! queue, when all are busy), then each of its request heads is read here
+//! within `http.max_request_headers_bytes` and `http.request_headers_timeout`
+//! and handed to Pingora already read. A head too large or too slow is
+//! answered here (431, 414, 408), counted and logged, and the connection
+//! closed; Pingora never sees it.
+//!
+//! The loop over keep-alive requests is Pingora's own (`apps::ServerApp for
+//! HttpServerApp`), with the head read first; it relies on pipelining being
+//! off (streamgate never turns it on), so that no request bytes are left in
+//! Pingora's hands between two requests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use prometheus::{IntCounter, IntGauge};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use super::head::{read_head, Head, HeadLimits, Refusal, Silence};
+use crate::config::HttpSettings;
+use crate::net::request_id;
+use crate::respond::Answer;
+use crate::telemetry::access_log::{AccessLogFormat, AccessRecord};
+use crate::telemetry::metrics::Metrics;
+
+/// How long a keep-alive connection may stay idle between requests. Pingora's
+/// own wait is unbounded once a connection has served an HTTP/1.1 request; an
+/// idle connection holds a slot, so it must end. 60 s is Pingora's keep-alive
+/// for a connection's first request.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+
+/// After a refusal, how long the client's remaining bytes are read and
+/// dropped before the connection closes (nginx's lingering close): closing
+/// with unread bytes sends a reset, which can destroy the answer before the
+/// client reads it.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Pingora's proxy `A`, behind the connection slots and the head limits.
+pub(super) struct Downstream<A> {
+    app: Arc<A>,
+    limits: HeadLimits,
+    slots: Arc<Semaphore>,
+    /// Places for connections waiting for a slot: as many as there are
+    /// slots, so that what waiting connections hold is bounded too.
+    queue: Arc<Semaphore>,
+    /// Set when the service stops: waiting and idle connections are dropped,
+    /// as Pingora drops connections waiting for a request at that point.
+    closing: watch::Sender<bool>,
+    metrics: ConnectionMetrics,
+    access_log: AccessLogFormat,
+}
+
+struct ConnectionMetrics {
+    open: IntGauge,
+    waiting: IntGauge,
+    queued: IntCounter,
+    refused: IntCounter,
+    too_large: IntCounter,
+    uri_too_long: IntCounter,
+    timed_out: IntCounter,
+}
+
+impl<A> Downstream<A> {
+    pub(super) fn new(
+        app: A,
+        http: &HttpSettings,
+        metrics: &Metrics,
+        access_log: AccessLogFormat,
+    ) -> Self {
+        let refused = |reason: &str| metrics.request_heads_refused.with_label_values(&[reason]);
+        Downstream {
+            app: Arc::new(app),
+            limits: HeadLimits {
+                max_bytes: http.max_request_headers_bytes,
+                timeout: http.request_headers_timeout,
+            },
+            slots: Arc::new(Semaphore::new(http.max_downstream_connections)),
+            queue: Arc::new(Semaphore::new(http.max_downstream_connections)),
+            closing: watch::Sender::new(false),
+            metrics: ConnectionMetrics {
+                open: metrics.downstream_connections.clone(),
+                waiting: metrics.downstream_connections_waiting.clone(),
+                queued: metrics.downstream_connections_queued.clone(),
+                refused: metrics.downstream_connections_refused.clone(),
+                too_large: refused("too_large"),
+                uri_too_long: refused("uri_too_long"),
+                timed_out: refused("timeout"),
+            },
+            access_log,
+        }
+    }
+}
+
+/// A connection slot, held while a connection is served.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _open: Counted,
+}
+
+/// One unit of a gauge, for as long as it lives.
+struct Counted(IntGauge);
+
+impl Counted {
+    fn new(gauge: &IntGauge) -> Counted {
+        gauge.inc();
+        Counted(gauge.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
+    /// A slot for a new connection: at once, or after waiting for one;
+    /// `None` when the queue is full too, or the service stops meanwhile.
+    async fn admit(&self) -> Option<Slot> {
+        let slot = |permit| Slot {
+            _permit: permit,
+            _open: Counted::new(&self.metrics.open),
+        };
+        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            return Some(slot(permit));
+        }
+        let Ok(_place) = Arc::clone(&self.queue).try_acquire_owned() else {
+            self.metrics.refused.inc();
+            return None;
+        };
+        self.metrics.queued.inc();
+        let _waiting = Counted::new(&self.metrics.waiting);
+        let mut closing = self.closing.subscribe();
+        tokio::select! {
+            permit = Arc::clone(&self.slots).acquire_owned() => permit.ok().map(slot),
+            _ = closing.wait_for(|closing| *closing) => None,
+        }
+    }
+
+    /// Serves the requests of one connection, one head at a time.
+    async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
+        let mut reused: Option<Option<HttpPersistentSettings>> = None;
+        loop {
+            let silence = match reused {
+                None => Silence::WithinHeadTimeout,
+                Some(_) => Silence::Idle(KEEPALIVE_IDLE),
+            };
+            let started = Instant::now();
+            let mut closing = self.closing.subscribe();
+            let head = tokio::select! {
+                head = read_head(&mut stream, self.limits, silence) => head,
+                _ = closing.wait_for(|closing| *closing) => return,
+            };
+            let head = match head {
+                Head::Complete(head) => head,
+                Head::Silent | Head::Broken => return,
+                Head::Refused(refusal) => return self.refuse(stream, refusal, started).await,
+            };
+            let mut session = ServerSession::new_http1(stream);
+            match reused {
+                None => self.first_request(&mut session, shutdown),
+                Some(Some(settings)) => settings.apply_to_session(&mut session),
+                Some(None) => {}
+            }
+            session.set_pipelined_prefix(BytesMut::from(Bytes::from(head)));
+            let Some((next, settings)) = self
+                .app
+                .process_new_http(session, shutdown)
+                .await
+                .map(ReusedHttpStream::consume)
+            else {
+                return;
+            };
+            stream = next;
+            reused = Some(settings);
+        }
+    }
+
+    /// What Pingora sets on a connection's first session.
+    fn first_request(&self, session: &mut ServerSession, shutdown: &ShutdownWatch) {
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(KEEPALIVE_IDLE.as_secs()));
+        }
+        session.set_keepalive_reuses_remaining(
+            self.app
+                .server_options()
+                .and_then(|options| options.keepalive_request_limit),
+        );
+    }
+
+    /// Answers a head that was refused, counts and logs it, and closes.
+    async fn refuse(&self, mut stream: Stream, refusal: Refusal, started: Instant) {
+        let limit = self.limits.max_bytes;
+        let (answer, route, counter) = match refusal {
+            Refusal::UriTooLong => (
+                Answer::error(
+                    414,
+                    &format!("URI too long: the request line exceeds {limit} bytes"),
+                ),
+                "request_uri_too_long",
+                &self.metrics.uri_too_long,
+            ),
+            Refusal::TimedOut => (
+                Answer::error(
+                    408,
+                    &format!(
+                        "Request timeout: the request line and headers did not arrive within {}",
+                        humantime::format_duration(self.limits.timeout)
+                    ),
+                ),
+                "request_head_timeout",
+                &self.metrics.timed_out,
+            ),
+            Refusal::TooLarge => (
+                Answer::error(
+                    431,
+                    &format!(
+                        "Request header fields too large: the request line and headers exceed {limit} bytes"
+                    ),
+                ),
+                "request_head_too_large",
+                &self.metrics.too_large,
+            ),
+        };
+        counter.inc();
+        let request_id = request_id::accept_or_generate(None);
+        let bytes = answer.to_http1_closing(&request_id);
+        let sent = tokio::time::timeout(LINGER, async {
+            stream.write_all(&bytes).await?;
+            stream.flush().await?;
+            stream.shutdown().await
+        })
+        .await;
+        self.log_refusal(&stream, &request_id, &answer, route, started);
+        if matches!(sent, Ok(Ok(()))) {
+            let _ =
+                tokio::time::timeout(LINGER, tokio::io::copy(&mut stream, &mut tokio::io::sink()))
+                    .await;
+        }
+    }
+
+    /// The access-log line of a refused head: no method or path, since the
+    /// request line may be what was refused (and is not parsed here).
+    fn log_refusal(
+        &self,
+        stream: &Stream,
+        request_id: &http::HeaderValue,
+        answer: &Answer,
+        route: &str,
+        started: Instant,
+    ) {
+        if self.access_log == AccessLogFormat::Off {
+            return;
+        }
+        let client_ip = stream
+            .get_socket_digest()
+            .and_then(|digest| digest.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        AccessRecord {
+            timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            request_id: request_id.to_str().unwrap_or("-"),
+            client_ip: client_ip.map(|ip| ip.to_string()),
+            method: "-",
+            path: "-",
+            query: None,
+            status: answer.status(),
+            bytes: answer.body_len(),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            route,
+            upstream: None,
+            user_id: None,
+        }
+        .emit(self.access_log);
+    }
+}
+
+#[async_trait]
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Downstream<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let _slot = self.admit().await?;
+        self.serve(stream, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.closing.send_replace(true);
+        self.app.http_cleanup().await;
+    }
+}
