@@ -17,6 +17,8 @@
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 ROOT=$(dirname "$BENCH_DIR")
 cd "$ROOT"
 
@@ -59,30 +61,7 @@ REMOVE_POLICY_RC=0
 SG_PID=""
 
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        # streamgate (Pingora) takes SIGTERM as a graceful shutdown that waits out
-        # its grace period; SIGINT is its fast shutdown. nginx and node stop on
-        # SIGTERM (SIGINT is ignored by background jobs of a script).
-        if [ "$pid" = "$SG_PID" ]; then
-            kill -INT "$pid" 2>/dev/null || true
-        else
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-    local alive
-    for _ in $(seq 50); do
-        alive=0
-        for pid in "${PIDS[@]}"; do
-            if kill -0 "$pid" 2>/dev/null; then alive=1; fi
-        done
-        [ "$alive" = 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
+    stop_started
     if [ "$REMOVE_POLICY_RC" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
     rm -rf "$TMP"
 }

@@ -19,6 +19,8 @@ set -euo pipefail
 
 SOAK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/soak
 ROOT=$(dirname "$(dirname "$SOAK_DIR")")
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 cd "$ROOT"
 
 SECONDS_OF_LOAD=${SOAK_SECONDS:-600}
@@ -52,29 +54,7 @@ PIDS=()
 SG_PID=""
 
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        # streamgate (Pingora) takes SIGTERM as a graceful shutdown that waits
-        # out its drain and grace periods; SIGINT is its fast shutdown.
-        if [ "$pid" = "$SG_PID" ]; then
-            kill -INT "$pid" 2>/dev/null || true
-        else
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-    local alive
-    for _ in $(seq 50); do
-        alive=0
-        for pid in "${PIDS[@]}"; do
-            if kill -0 "$pid" 2>/dev/null; then alive=1; fi
-        done
-        [ "$alive" = 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
+    stop_started
     rm -rf "$TMP"
 }
 trap cleanup EXIT
