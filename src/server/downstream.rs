@@ -157,50 +157,36 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
     async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
         let mut reused: Option<Option<HttpPersistentSettings>> = None;
         loop {
-            if let Some(Some(settings)) = &reused {
-                if carries_pipelined_bytes(settings) {
-                    // The next head has begun in bytes Pingora read past the
-                    // last body: it must parse them first, so it reads this
-                    // head itself (within its own 1 MiB cap).
-                    let mut session = ServerSession::new_http1(stream);
-                    if let Some(Some(settings)) = reused.take() {
-                        settings.apply_to_session(&mut session);
-                    }
-                    let Some((next, settings)) = self
-                        .app
-                        .process_new_http(session, shutdown)
-                        .await
-                        .map(ReusedHttpStream::consume)
-                    else {
-                        return;
-                    };
-                    stream = next;
-                    reused = Some(settings);
-                    continue;
-                }
-            }
-            let silence = match reused {
-                None => Silence::WithinHeadTimeout,
-                Some(_) => Silence::Idle(KEEPALIVE_IDLE),
+            let mut session = if matches!(&reused, Some(Some(s)) if carries_pipelined_bytes(s)) {
+                // The next head has begun in bytes Pingora read past the last
+                // body: it must parse them first, so it reads this head itself
+                // (within its own 1 MiB cap); the settings hand them over.
+                ServerSession::new_http1(stream)
+            } else {
+                let silence = match reused {
+                    None => Silence::WithinHeadTimeout,
+                    Some(_) => Silence::Idle(KEEPALIVE_IDLE),
+                };
+                let started = Instant::now();
+                let mut closing = self.closing.subscribe();
+                let head = tokio::select! {
+                    head = read_head(&mut stream, self.limits, silence) => head,
+                    _ = closing.wait_for(|closing| *closing) => return,
+                };
+                let head = match head {
+                    Head::Complete(head) => head,
+                    Head::Silent | Head::Broken => return,
+                    Head::Refused(refusal) => return self.refuse(stream, refusal, started).await,
+                };
+                let mut session = ServerSession::new_http1(stream);
+                session.set_pipelined_prefix(BytesMut::from(Bytes::from(head)));
+                session
             };
-            let started = Instant::now();
-            let mut closing = self.closing.subscribe();
-            let head = tokio::select! {
-                head = read_head(&mut stream, self.limits, silence) => head,
-                _ = closing.wait_for(|closing| *closing) => return,
-            };
-            let head = match head {
-                Head::Complete(head) => head,
-                Head::Silent | Head::Broken => return,
-                Head::Refused(refusal) => return self.refuse(stream, refusal, started).await,
-            };
-            let mut session = ServerSession::new_http1(stream);
             match reused {
                 None => self.first_request(&mut session, shutdown),
                 Some(Some(settings)) => settings.apply_to_session(&mut session),
                 Some(None) => {}
             }
-            session.set_pipelined_prefix(BytesMut::from(Bytes::from(head)));
             let Some((next, settings)) = self
                 .app
                 .process_new_http(session, shutdown)
