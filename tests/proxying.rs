@@ -201,3 +201,22 @@ async fn slow_app_gives_a_json_504_after_the_read_timeout() {
         json!({"success": false, "error": "Gateway timeout: upstream 'app' did not answer within 1s"})
     );
 }
+
+/// A client that hangs up mid-body is in the access log, not in the error log:
+/// it is nobody's fault to act on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_hanging_up_mid_body_is_not_an_error() {
+    let upstream = RecordingUpstream::start();
+    let gate = Streamgate::start(&default_config(upstream.addr));
+    {
+        let mut client = RawClient::connect(gate.port);
+        client.send("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\nonly ten b");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        eventually(|| async { gate.stdout().contains("\"path\":\"/upload\"") }).await,
+        "the request is in the access log"
+    );
+    let logs = gate.logs();
+    assert!(!logs.contains("ERROR"), "{logs}");
+}

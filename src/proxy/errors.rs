@@ -57,6 +57,18 @@ pub(super) fn while_proxying(
     error
 }
 
+/// The client closed or reset its connection: nobody is left to answer, and
+/// nothing for an operator to act on (the access log has the request).
+pub(super) fn client_went_away(error: &Error) -> bool {
+    matches!(
+        (error.esource(), error.etype()),
+        (
+            ErrorSource::Downstream,
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+        )
+    )
+}
+
 /// The answer for `error`, or `None` when there is nobody left to answer.
 pub(super) fn answer_for(error: &Error, upstream: Option<&Upstream>) -> Option<Answer> {
     let name = upstream.map_or("?", |u| u.name.as_str());
@@ -78,10 +90,7 @@ pub(super) fn answer_for(error: &Error, upstream: Option<&Upstream>) -> Option<A
             502,
             &format!("Bad gateway: upstream '{name}' is unavailable"),
         )),
-        (
-            ErrorSource::Downstream,
-            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
-        ) => None,
+        _ if client_went_away(error) => None,
         (ErrorSource::Downstream, _) => Some(Answer::error(
             400,
             "Bad request: the request could not be read",

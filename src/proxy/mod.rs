@@ -345,6 +345,13 @@ impl ProxyHttp for Gateway {
         .emit(self.access_log.format);
     }
 
+    /// Pingora logs every failed request at ERROR; a client that hung up is
+    /// not a fault of streamgate's or the app's, and hundreds of such lines
+    /// an hour (seen in `make soak`) would bury the ones that are.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        errors::client_went_away(error)
+    }
+
     /// Pingora's default summary includes the query string, where apps put
     /// tokens and signed URLs; error logs get method, path and host only.
     fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
