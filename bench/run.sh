@@ -139,23 +139,11 @@ fi
 # ---------------------------------------------------------------------------
 # 3. Start the servers.
 # ---------------------------------------------------------------------------
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 for port in "$SG_PORT" "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$EXPRESS_PORT" "$SG_ADMIN_PORT"; do
     port_in_use "$port" && die "127.0.0.1:$port is already in use (set BENCH_PORT_BASE to move all five ports)"
 done
 
-# Waits until $2 accepts connections; gives up if process $1 dies or after 20 s.
-wait_for_port() {
-    local pid=$1 port=$2 name=$3 log_file=$4
-    for _ in $(seq 200); do
-        port_in_use "$port" && return 0
-        kill -0 "$pid" 2>/dev/null || { cat "$log_file" >&2; die "$name exited during start"; }
-        sleep 0.1
-    done
-    cat "$log_file" >&2
-    die "$name did not listen on 127.0.0.1:$port within 20 s"
-}
 
 # PIDs of the direct children of $1 (nginx workers), from /proc so no procps needed.
 children_of() {

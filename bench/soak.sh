@@ -90,23 +90,11 @@ cp "$SOAK_DIR/streamgate-soak.yaml" "$SG_CONFIG"
 # ---------------------------------------------------------------------------
 # 3. Start the app and streamgate.
 # ---------------------------------------------------------------------------
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 for port in "$SG_PORT" "$UPSTREAM_PORT" "$ADMIN_PORT"; do
     port_in_use "$port" && die "127.0.0.1:$port is already in use (set SOAK_PORT_BASE to move all three ports)"
 done
 
-# Waits until $2 accepts connections; gives up if process $1 dies or after 20 s.
-wait_for_port() {
-    local pid=$1 port=$2 name=$3 log_file=$4
-    for _ in $(seq 200); do
-        port_in_use "$port" && return 0
-        kill -0 "$pid" 2>/dev/null || { cat "$log_file" >&2; die "$name exited during start"; }
-        sleep 0.1
-    done
-    cat "$log_file" >&2
-    die "$name did not listen on 127.0.0.1:$port within 20 s"
-}
 
 log "starting the fake app on :$UPSTREAM_PORT"
 python3 "$SOAK_DIR/upstream.py" --port "$UPSTREAM_PORT" --idle-timeout "$APP_IDLE" >"$TMP/upstream.log" 2>&1 &
