@@ -426,3 +426,25 @@ fn the_access_log_has_the_path_as_sent() {
     assert_eq!(route_of("/a%2Fb"), Some(json!("path_refused")));
     assert_eq!(route_of("/x/../y"), Some(json!("proxy")));
 }
+
+/// Percent-encoding can make the normalized path longer than any request
+/// target the app could be sent: that is a 414 naming it, never a 500.
+#[test]
+fn a_path_that_normalizes_past_the_target_limit_is_414() {
+    let app = RecordingUpstream::start();
+    let gate = gate(&app, "");
+    // 21,900 raw `"` fit in the 32 KiB head but become 65,700 bytes as %22.
+    let mut target = b"/".to_vec();
+    target.extend(std::iter::repeat_n(b'"', 21_900));
+    let response = get(&gate, &target);
+    assert_eq!(response.status, 414, "{}", response.head);
+    assert!(error_of(&response).starts_with("URI too long"));
+    let mut fits = b"/".to_vec();
+    fits.extend(std::iter::repeat_n(b'"', 1_000));
+    assert_eq!(get(&gate, &fits).status, 200);
+    assert_eq!(
+        app.requests().len(),
+        1,
+        "only the one that fits reached the app"
+    );
+}

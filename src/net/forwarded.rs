@@ -57,6 +57,25 @@ const CLIENT_ADDRESS: [HeaderName; 8] = [
 
 const X_ORIGINAL_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-original-forwarded-for");
 
+/// Headers by which a proxy in front tells the app to serve another path,
+/// method or host than the request line says (IIS/Zend/Symfony's
+/// `X-Original-URL`, method overrides): from an untrusted client they would
+/// walk around routes matched on the request line.
+const REWRITES: [HeaderName; 7] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+    HeaderName::from_static("x-host"),
+    HeaderName::from_static("x-original-host"),
+];
+
+/// `Proxy` is no request header anyone sends on purpose, and CGI-style apps
+/// expose it as `HTTP_PROXY`, which many HTTP client libraries take as their
+/// outgoing proxy (httpoxy, CVE-2016-5385): removed from every peer.
+const PROXY: HeaderName = HeaderName::from_static("proxy");
+
 /// What streamgate knows of the connection a request came on.
 #[derive(Debug, Clone, Copy)]
 pub struct Connection {
@@ -124,9 +143,13 @@ fn kept(name: &HeaderName, trusted: bool, vouched: &[HeaderName]) -> bool {
     if let Some(exact) = vouched.iter().find(|v| same_cgi_name(name, v)) {
         return trusted && name == exact;
     }
+    if same_cgi_name(name, &PROXY) {
+        return false;
+    }
     let from_a_proxy = cgi_starts_with(name, X_FORWARDED_PREFIX)
         || CLIENT_ADDRESS
             .iter()
+            .chain(&REWRITES)
             .chain([&X_ORIGINAL_FORWARDED_FOR])
             .any(|known| same_cgi_name(name, known));
     !from_a_proxy || (trusted && is_plain(name))
@@ -323,6 +346,40 @@ mod tests {
         assert_eq!(
             edits.set,
             [(X_FORWARDED_PROTO, HeaderValue::from_static(PROTO))]
+        );
+    }
+
+    #[test]
+    fn rewrite_headers_come_only_from_trusted_peers_and_proxy_from_none() {
+        let pairs = [
+            ("host", "shop.example"),
+            ("x-original-url", "/admin"),
+            ("x_rewrite_url", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("x-host", "evil.example"),
+            ("proxy", "http://evil.example:8080"),
+        ];
+        let untrusted = for_app_lines(&pairs, false, &[]);
+        assert!(
+            untrusted.iter().all(|line| !line.starts_with("x-original")
+                && !line.starts_with("x_rewrite")
+                && !line.contains("override")
+                && !line.starts_with("x-host")
+                && !line.starts_with("proxy")),
+            "{untrusted:?}"
+        );
+        let trusted = for_app_lines(&pairs, true, &[]);
+        assert!(
+            trusted.contains(&"x-original-url: /admin".to_string()),
+            "{trusted:?}"
+        );
+        assert!(trusted.contains(&"x-http-method-override: DELETE".to_string()));
+        assert!(
+            !trusted
+                .iter()
+                .any(|l| l.starts_with("x_rewrite") || l.starts_with("proxy")),
+            "{trusted:?}"
         );
     }
 

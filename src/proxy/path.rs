@@ -24,6 +24,20 @@ impl Gateway {
         match self.paths.normalize(request.uri.path()) {
             Ok(Cow::Borrowed(_)) => None,
             Ok(Cow::Owned(normalized)) => {
+                // Percent-encoding can triple a path; past what a request
+                // target may hold (the `http` crate's URI limit) the app could
+                // not be sent it. A 414 names that, where a failure to build
+                // the upstream request would be our 500.
+                let query = request.uri.query().map_or(0, |q| q.len() + 1);
+                if normalized.len() + query > MAX_TARGET_BYTES {
+                    ctx.route = "path_refused";
+                    return Some(Answer::error(
+                        414,
+                        &format!(
+                            "URI too long: the normalized request target exceeds {MAX_TARGET_BYTES} bytes"
+                        ),
+                    ));
+                }
                 ctx.normalized_path = Some(normalized);
                 None
             }
@@ -34,6 +48,9 @@ impl Gateway {
         }
     }
 }
+
+/// The longest request target the `http` crate's `Uri` accepts (`u16::MAX - 1`).
+const MAX_TARGET_BYTES: usize = 65_534;
 
 /// Puts the normalized path, if it differs, into the request for the app,
 /// with the query's bytes as received.
