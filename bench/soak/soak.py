@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import base64
 import collections
-import hashlib
 import json
 import os
 import platform
@@ -36,9 +35,11 @@ import subprocess
 import sys
 import time
 
+from wire import read_chunked, read_ws_frame, ws_accept, ws_frame
+
 HOST = "127.0.0.1"
 MIB = 1024 * 1024
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+MAX_RESPONSE_BODY = 64 * 1024 * 1024  # far above any answer the soak asks for
 
 # The app's /reset: Content-Length it declares and bytes it sends before the RST
 # (upstream.py).
@@ -223,17 +224,7 @@ async def read_response(reader, head_only=False, allow_eof_body=True) -> Respons
     if head_only or status < 200 or status in (204, 304):
         return Response(status, headers, b"", keep_alive)
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        parts = []
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass
-                break
-            parts.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-        body = b"".join(parts)
+        body = await read_chunked(reader, MAX_RESPONSE_BODY)
     elif "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))
     elif allow_eof_body:
@@ -443,30 +434,14 @@ class Soak:
     # --- websockets -----------------------------------------------------------
     @staticmethod
     def ws_client_frame(opcode, payload, rng):
-        key = rng.randbytes(4)
-        n = len(payload)
-        if n < 126:
-            head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-        elif n < 65536:
-            head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-        else:
-            head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-        if n:
-            k = (key * (n // 4 + 1))[:n]
-            payload = (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
-        return head + key + payload
+        return ws_frame(opcode, payload, mask_key=rng.randbytes(4))
 
     @staticmethod
     async def ws_read_frame(reader):
-        b0, b1 = await reader.readexactly(2)
-        opcode, n = b0 & 0x0F, b1 & 0x7F
-        if b1 & 0x80:
+        _fin, opcode, masked, payload = await read_ws_frame(reader, MAX_RESPONSE_BODY)
+        if masked:
             raise Fail("other", "server frame is masked")
-        if n == 126:
-            (n,) = struct.unpack("!H", await reader.readexactly(2))
-        elif n == 127:
-            (n,) = struct.unpack("!Q", await reader.readexactly(8))
-        return opcode, await reader.readexactly(n)
+        return opcode, payload
 
     async def ws_session(self, rng, holder):
         kind = self.kinds["ws"]
@@ -479,7 +454,7 @@ class Soak:
         conn.writer.write(head)
         resp = await read_response(conn.reader, head_only=True)
         expect_status(resp, 101)
-        accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+        accept = ws_accept(key.encode())
         if resp.headers.get("sec-websocket-accept") != accept:
             raise Fail("other", "101 with a wrong Sec-WebSocket-Accept")
         for _ in range(rng.randint(10, 40)):

@@ -23,15 +23,14 @@ Usage: upstream.py --port PORT [--idle-timeout 4]
 
 import argparse
 import asyncio
-import base64
-import hashlib
 import json
 import signal
 import socket
 import struct
 import sys
 
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+from wire import read_chunked, read_ws_frame, ws_accept, ws_frame
+
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 RESET_DECLARED = 65536
@@ -67,64 +66,17 @@ class BadRequest(Exception):
     pass
 
 
-def unmask(data: bytes, key: bytes) -> bytes:
-    n = len(data)
-    if n == 0:
-        return data
-    k = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(k, "little")).to_bytes(n, "little")
-
-
-def ws_frame(opcode: int, payload: bytes) -> bytes:
-    """A server frame: FIN, not masked."""
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
-    return head + payload
-
-
-async def read_ws_frame(reader):
-    b0, b1 = await reader.readexactly(2)
-    fin, opcode = b0 & 0x80, b0 & 0x0F
-    masked, n = b1 & 0x80, b1 & 0x7F
-    if n == 126:
-        (n,) = struct.unpack("!H", await reader.readexactly(2))
-    elif n == 127:
-        (n,) = struct.unpack("!Q", await reader.readexactly(8))
-    if n > MAX_BODY:
-        raise BadRequest("websocket frame too large")
-    key = await reader.readexactly(4) if masked else None
-    payload = await reader.readexactly(n)
-    if key is not None:
-        payload = unmask(payload, key)
+async def read_client_ws_frame(reader):
+    fin, opcode, masked, payload = await read_ws_frame(reader, MAX_BODY)
     if not masked:
         raise BadRequest("client frame not masked")
-    return bool(fin), opcode, payload
+    return fin, opcode, payload
 
 
 async def read_body(reader, headers):
     te = headers.get("transfer-encoding", "").lower()
     if "chunked" in te:
-        parts = []
-        total = 0
-        while True:
-            line = await reader.readuntil(b"\r\n")
-            size = int(line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                # trailers, up to the empty line
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass
-                return b"".join(parts)
-            total += size
-            if total > MAX_BODY:
-                raise BadRequest("body too large")
-            parts.append(await reader.readexactly(size))
-            if await reader.readexactly(2) != b"\r\n":
-                raise BadRequest("bad chunk end")
+        return await read_chunked(reader, MAX_BODY)
     length = int(headers.get("content-length", "0") or 0)
     if length > MAX_BODY:
         raise BadRequest("body too large")
@@ -148,7 +100,7 @@ async def websocket(reader, writer, headers):
         writer.write(response(400, "Bad Request", b"not a websocket upgrade", close=True))
         await writer.drain()
         return
-    accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
+    accept = ws_accept(key)
     writer.write(
         (
             "HTTP/1.1 101 Switching Protocols\r\n"
@@ -164,7 +116,7 @@ async def websocket(reader, writer, headers):
         fragments = []
         first_opcode = 0
         while True:
-            fin, opcode, payload = await read_ws_frame(reader)
+            fin, opcode, payload = await read_client_ws_frame(reader)
             if opcode == 0x8:  # close: answer with the same code, then close
                 writer.write(ws_frame(0x8, payload[:2]))
                 await writer.drain()
