@@ -165,6 +165,63 @@ async fn idle_between_keep_alive_requests_is_not_the_header_timeout() {
     );
 }
 
+/// A head begun in the same packet as the previous request (RFC 9112
+/// §9.3.2 pipelining), after a body or after none, is held to the same
+/// limits as any other: the bytes Pingora read ahead are not a way around
+/// the size cap or the header timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipelined_head_is_held_to_the_same_limits() {
+    let app = RecordingUpstream::start();
+    let gate = Streamgate::start(&with_http(app.addr, "request_headers_timeout: 1s"));
+    let first_requests = [
+        "GET /first HTTP/1.1\r\nHost: a\r\n\r\nG",
+        "POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloG",
+    ];
+    let big = "a".repeat(40 * 1024);
+    for first in first_requests {
+        let mut client = RawClient::connect(gate.port);
+        client.send(first);
+        assert_eq!(client.response().status, 200);
+        client.send(format!(
+            "ET /big HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n"
+        ));
+        assert_refused(&mut client, 431, "exceed 32768 bytes");
+
+        let mut client = RawClient::connect(gate.port);
+        client.send(first);
+        assert_eq!(client.response().status, 200);
+        let begun = Instant::now();
+        client.send("ET /slow HTTP/1.1\r\n");
+        assert_refused(&mut client, 408, "did not arrive within 1s");
+        assert!(
+            begun.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            begun.elapsed()
+        );
+
+        // Completed in time, the pipelined request is served.
+        let mut client = RawClient::connect(gate.port);
+        client.send(first);
+        assert_eq!(client.response().status, 200);
+        client.send("ET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(client.response().status, 200);
+        assert_eq!(app.last().target(), "/next");
+    }
+    let targets: Vec<String> = app
+        .requests()
+        .iter()
+        .map(|r| r.target().to_owned())
+        .collect();
+    assert!(
+        targets.iter().all(|t| t == "/first" || t == "/next"),
+        "{targets:?}"
+    );
+    assert_eq!(
+        metric_now(&gate, REFUSED, &[("reason", "too_large")]).await,
+        2.0
+    );
+}
+
 const OPEN: &str = "streamgate_downstream_connections";
 const WAITING: &str = "streamgate_downstream_connections_waiting";
 const QUEUED: &str = "streamgate_downstream_connections_queued_total";

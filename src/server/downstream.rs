@@ -16,8 +16,8 @@
 //! The loop over keep-alive requests is Pingora's own (`apps::ServerApp for
 //! HttpServerApp`), with the head read first. With pipelining on (RFC 9112
 //! §9.3.2, see `proxy::framing`), Pingora may have read the start of the next
-//! request past the end of a body: such a request is parsed by Pingora from
-//! those bytes, within its own head cap, not pre-read here.
+//! request past the end of a body: those bytes are taken back and that head
+//! is read here like any other, within the same limits.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -32,7 +32,7 @@ use prometheus::{IntCounter, IntGauge};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use super::head::{read_head, Head, HeadLimits, Refusal, Silence};
+use super::head::{read_head, Head, HeadLimits, Refusal, Start};
 use crate::config::HttpSettings;
 use crate::net::request_id;
 use crate::respond::Answer;
@@ -155,38 +155,30 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
 
     /// Serves the requests of one connection, one head at a time.
     async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
-        let mut reused: Option<Option<HttpPersistentSettings>> = None;
+        let mut start = Start::WithinHeadTimeout;
+        let mut reuses_remaining = self
+            .app
+            .server_options()
+            .and_then(|options| options.keepalive_request_limit);
         loop {
-            let mut session = if matches!(&reused, Some(Some(s)) if carries_pipelined_bytes(s)) {
-                // The next head has begun in bytes Pingora read past the last
-                // body: it must parse them first, so it reads this head itself
-                // (within its own 1 MiB cap); the settings hand them over.
-                ServerSession::new_http1(stream)
-            } else {
-                let silence = match reused {
-                    None => Silence::WithinHeadTimeout,
-                    Some(_) => Silence::Idle(KEEPALIVE_IDLE),
-                };
-                let started = Instant::now();
-                let mut closing = self.closing.subscribe();
-                let head = tokio::select! {
-                    head = read_head(&mut stream, self.limits, silence) => head,
-                    _ = closing.wait_for(|closing| *closing) => return,
-                };
-                let head = match head {
-                    Head::Complete(head) => head,
-                    Head::Silent | Head::Broken => return,
-                    Head::Refused(refusal) => return self.refuse(stream, refusal, started).await,
-                };
-                let mut session = ServerSession::new_http1(stream);
-                session.set_pipelined_prefix(BytesMut::from(Bytes::from(head)));
-                session
+            let started = Instant::now();
+            let mut closing = self.closing.subscribe();
+            let head = tokio::select! {
+                head = read_head(&mut stream, self.limits, start) => head,
+                _ = closing.wait_for(|closing| *closing) => return,
             };
-            match reused {
-                None => self.first_request(&mut session, shutdown),
-                Some(Some(settings)) => settings.apply_to_session(&mut session),
-                Some(None) => {}
-            }
+            let head = match head {
+                Head::Complete(head) => head,
+                Head::Silent | Head::Broken => return,
+                Head::Refused(refusal) => return self.refuse(stream, refusal, started).await,
+            };
+            let mut session = ServerSession::new_http1(stream);
+            session.set_pipelined_prefix(BytesMut::from(Bytes::from(head)));
+            // What Pingora sets on a connection's sessions, kept here rather
+            // than in its carried-over settings, which would hand Pingora the
+            // pipelined bytes to read the rest of that head itself.
+            session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE_IDLE.as_secs()));
+            session.set_keepalive_reuses_remaining(reuses_remaining);
             let Some((next, settings)) = self
                 .app
                 .process_new_http(session, shutdown)
@@ -196,22 +188,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
                 return;
             };
             stream = next;
-            reused = Some(settings);
+            reuses_remaining = reuses_remaining.map(|n| n.saturating_sub(1));
+            start = match settings.as_ref().map(pipelined_prefix) {
+                None | Some(Prefix::None) => Start::Idle(KEEPALIVE_IDLE),
+                Some(Prefix::Bytes(bytes)) => Start::Begun(bytes),
+                Some(Prefix::Unreadable) => return,
+            };
         }
-    }
-
-    /// What Pingora sets on a connection's first session.
-    fn first_request(&self, session: &mut ServerSession, shutdown: &ShutdownWatch) {
-        if *shutdown.borrow() {
-            session.set_keepalive(None);
-        } else {
-            session.set_keepalive(Some(KEEPALIVE_IDLE.as_secs()));
-        }
-        session.set_keepalive_reuses_remaining(
-            self.app
-                .server_options()
-                .and_then(|options| options.keepalive_request_limit),
-        );
     }
 
     /// Answers a head that was refused, counts and logs it, and closes.
@@ -299,12 +282,58 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
     }
 }
 
-/// Whether Pingora carries bytes of the connection's next request. Pingora
-/// 0.9 offers no accessor for the pipelined prefix it keeps in the settings;
-/// their `Debug` form is the one view of it (the pipelining tests in
-/// `tests/http1.rs` fail if that ever changes).
-fn carries_pipelined_bytes(settings: &HttpPersistentSettings) -> bool {
-    format!("{settings:?}").contains("pipelined_prefix: Some(")
+/// What Pingora read of the connection's next request past the end of the
+/// last one's body (RFC 9112 §9.3.2 pipelining).
+#[derive(Debug, PartialEq, Eq)]
+enum Prefix {
+    None,
+    Bytes(Vec<u8>),
+    /// Bytes whose form this build cannot read: the connection must close
+    /// rather than lose them.
+    Unreadable,
+}
+
+/// The pipelined bytes Pingora carries in `settings`. Pingora 0.9 has no
+/// accessor for them, and handing the settings back would let Pingora read
+/// the rest of that head itself, past `http.max_request_headers_bytes` and
+/// `http.request_headers_timeout`. Their `Debug` form is the one view: the
+/// `bytes` crate prints a byte string with Rust's byte escapes, which
+/// [`unescape_byte_string`] reverses (the unit tests pin both formats).
+fn pipelined_prefix(settings: &HttpPersistentSettings) -> Prefix {
+    let debug = format!("{settings:?}");
+    match debug.split_once("pipelined_prefix: Some(b\"") {
+        None if debug.contains("pipelined_prefix: None") => Prefix::None,
+        None => Prefix::Unreadable,
+        Some((_, literal)) => {
+            unescape_byte_string(literal).map_or(Prefix::Unreadable, Prefix::Bytes)
+        }
+    }
+}
+
+/// The bytes of a Rust byte-string literal's body (`\n \r \t \0 \\ \" \xNN`
+/// escapes), up to its closing quote; `None` if it is not one.
+fn unescape_byte_string(literal: &str) -> Option<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(literal.len());
+    let mut rest = literal.as_bytes().iter();
+    loop {
+        let byte = match *rest.next()? {
+            b'"' => return Some(bytes),
+            b'\\' => match *rest.next()? {
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'0' => 0,
+                escaped @ (b'\\' | b'"') => escaped,
+                b'x' => {
+                    let digits = [*rest.next()?, *rest.next()?];
+                    u8::from_str_radix(std::str::from_utf8(&digits).ok()?, 16).ok()?
+                }
+                _ => return None,
+            },
+            byte => byte,
+        };
+        bytes.push(byte);
+    }
 }
 
 #[async_trait]
@@ -322,5 +351,44 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Downstream<A> {
     async fn cleanup(&self) {
         self.closing.send_replace(true);
         self.app.http_cleanup().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::protocols::http::ServerSession;
+
+    fn settings_carrying(prefix: Option<&[u8]>) -> HttpPersistentSettings {
+        let (stream, _client) = tokio::io::duplex(64);
+        let session = ServerSession::new_http1(Box::new(stream));
+        let mut settings = HttpPersistentSettings::for_session(&session);
+        if let Some(prefix) = prefix {
+            settings.set_pipelined_prefix(BytesMut::from(prefix));
+        }
+        settings
+    }
+
+    #[test]
+    fn pipelined_bytes_are_read_back_exactly() {
+        let every_byte: Vec<u8> = (0..=255).chain(b"\"\\x\"".iter().copied()).collect();
+        assert_eq!(
+            pipelined_prefix(&settings_carrying(Some(&every_byte))),
+            Prefix::Bytes(every_byte)
+        );
+        let head = b"GET /next HTTP/1.1\r\nHost: a\r\n";
+        assert_eq!(
+            pipelined_prefix(&settings_carrying(Some(head))),
+            Prefix::Bytes(head.to_vec())
+        );
+        assert_eq!(pipelined_prefix(&settings_carrying(None)), Prefix::None);
+    }
+
+    #[test]
+    fn a_literal_that_is_not_one_is_refused() {
+        assert_eq!(unescape_byte_string("abc"), None);
+        assert_eq!(unescape_byte_string("a\\q\""), None);
+        assert_eq!(unescape_byte_string("\\x4\""), None);
+        assert_eq!(unescape_byte_string("\\x41\"rest"), Some(b"A".to_vec()));
     }
 }

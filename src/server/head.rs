@@ -23,9 +23,10 @@ pub(super) struct HeadLimits {
     pub timeout: Duration,
 }
 
-/// How long a client may stay silent before the first byte of a head.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Silence {
+/// Where a head starts: how long a client may stay silent before its first
+/// byte, or the bytes of it that were already read.
+#[derive(Debug, Clone)]
+pub(super) enum Start {
     /// A new connection: its first head, silence included, within the header
     /// timeout from accept (nginx's `client_header_timeout`), so that a
     /// connection that never sends anything does not hold a slot for long.
@@ -34,6 +35,10 @@ pub(super) enum Silence {
     /// starts at the first byte (as Envoy's `request_headers_timeout`), so a
     /// client that paused between requests is not refused for it.
     Idle(Duration),
+    /// Pipelined: these bytes of the head came with the previous request
+    /// (Pingora read them past its body). The header timeout starts now;
+    /// they count against the size limit.
+    Begun(Vec<u8>),
 }
 
 /// What reading one head came to.
@@ -69,21 +74,27 @@ const INITIAL_BUFFER: usize = 4096;
 pub(super) async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     limits: HeadLimits,
-    silence: Silence,
+    start: Start,
 ) -> Head {
-    let mut buffer = Vec::with_capacity(INITIAL_BUFFER.min(limits.max_bytes));
-    let first_byte_by = Instant::now()
-        + match silence {
-            Silence::WithinHeadTimeout => limits.timeout,
-            Silence::Idle(idle) => idle,
-        };
-    match timeout_at(first_byte_by, read_more(stream, &mut buffer, limits)).await {
-        Ok(Ok(0) | Err(_)) | Err(_) => return Head::Silent,
-        Ok(Ok(_)) => {}
-    }
-    let deadline = match silence {
-        Silence::WithinHeadTimeout => first_byte_by,
-        Silence::Idle(_) => Instant::now() + limits.timeout,
+    let (mut buffer, deadline) = match start {
+        Start::Begun(bytes) => (bytes, Instant::now() + limits.timeout),
+        Start::WithinHeadTimeout | Start::Idle(_) => {
+            let mut buffer = Vec::with_capacity(INITIAL_BUFFER.min(limits.max_bytes));
+            let first_byte_by = Instant::now()
+                + match start {
+                    Start::Idle(idle) => idle,
+                    _ => limits.timeout,
+                };
+            match timeout_at(first_byte_by, read_more(stream, &mut buffer, limits)).await {
+                Ok(Ok(0) | Err(_)) | Err(_) => return Head::Silent,
+                Ok(Ok(_)) => {}
+            }
+            let deadline = match start {
+                Start::Idle(_) => Instant::now() + limits.timeout,
+                _ => first_byte_by,
+            };
+            (buffer, deadline)
+        }
     };
     let mut scan = HeadScan::default();
     loop {
@@ -224,7 +235,7 @@ mod tests {
         let (mut client, mut server) = tokio::io::duplex(1024);
         client.write_all(input).await.unwrap();
         drop(client);
-        read_head(&mut server, limits, Silence::WithinHeadTimeout).await
+        read_head(&mut server, limits, Start::WithinHeadTimeout).await
     }
 
     #[tokio::test]
@@ -276,18 +287,19 @@ mod tests {
     async fn a_slow_head_times_out_and_silence_is_not_answered() {
         let (mut client, mut server) = tokio::io::duplex(1024);
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-        let head = read_head(&mut server, LIMITS, Silence::WithinHeadTimeout).await;
+        let head = read_head(&mut server, LIMITS, Start::WithinHeadTimeout).await;
         assert_eq!(head, Head::Refused(Refusal::TimedOut));
         let (_client, mut server) = tokio::io::duplex(1024);
-        let head = read_head(&mut server, LIMITS, Silence::WithinHeadTimeout).await;
+        let head = read_head(&mut server, LIMITS, Start::WithinHeadTimeout).await;
         assert_eq!(head, Head::Silent);
     }
 
     #[tokio::test(start_paused = true)]
     async fn between_requests_the_header_timeout_starts_at_the_first_byte() {
         let (mut client, mut server) = tokio::io::duplex(1024);
-        let idle = Silence::Idle(Duration::from_secs(60));
-        let reader = tokio::spawn(async move { read_head(&mut server, LIMITS, idle).await });
+        let idle = Start::Idle(Duration::from_secs(60));
+        let first = idle.clone();
+        let reader = tokio::spawn(async move { read_head(&mut server, LIMITS, first).await });
         // Idle for longer than the header timeout, then a prompt head.
         tokio::time::sleep(Duration::from_secs(30)).await;
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
@@ -298,5 +310,33 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(30)).await;
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         assert_eq!(reader.await.unwrap(), Head::Refused(Refusal::TimedOut));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_begun_in_pipelined_bytes_is_held_to_the_same_limits() {
+        let begun = || Start::Begun(b"GET /next HTTP/1.1\r\n".to_vec());
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(b"Host: a\r\n\r\n").await.unwrap();
+        assert_eq!(
+            read_head(&mut server, LIMITS, begun()).await,
+            Head::Complete(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n".to_vec())
+        );
+
+        // The bytes already read count: 20 of them leave room for 44 more.
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(&[b'a'; 50]).await.unwrap();
+        let head = read_head(&mut server, LIMITS, begun()).await;
+        assert_eq!(head, Head::Refused(Refusal::TooLarge));
+
+        // No silence is allowed first: the head has begun, its timeout runs.
+        let (_client, mut server) = tokio::io::duplex(1024);
+        let head = read_head(&mut server, LIMITS, begun()).await;
+        assert_eq!(head, Head::Refused(Refusal::TimedOut));
+
+        // Pipelined bytes that hold a whole head are not read past.
+        let (_client, mut server) = tokio::io::duplex(1024);
+        let whole = b"GET / HTTP/1.1\r\n\r\nGET /".to_vec();
+        let head = read_head(&mut server, LIMITS, Start::Begun(whole.clone())).await;
+        assert_eq!(head, Head::Complete(whole));
     }
 }
