@@ -10,18 +10,28 @@
 //! - `Cache-Control: no-store` on JSON, which carries tokens and per-caller
 //!   errors that no cache may keep;
 //! - `X-Request-Id` on the proxy listener, the same id the access log has.
+//!
+//! A gRPC call gets the same answer in gRPC's form instead (see
+//! [`crate::net::grpc`]): `grpc-status` and `grpc-message`, no body.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession as HttpSession;
 use pingora::proxy::Session;
 
+use crate::net::grpc;
 use crate::net::request_id::X_REQUEST_ID;
 use crate::routing::DirectResponse;
 use crate::token::Reply;
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+const GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 /// An answer streamgate makes itself, before it is written.
 #[derive(Debug, Clone)]
@@ -32,6 +42,8 @@ pub struct Answer {
     body: Bytes,
     /// `Retry-After`, `WWW-Authenticate`, CORS: sent after the common set.
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// What went wrong, for a gRPC client (the envelope's `error`).
+    message: Option<Box<str>>,
 }
 
 impl Answer {
@@ -43,12 +55,16 @@ impl Answer {
             no_store: true,
             body: Bytes::from(reply.body),
             headers: Vec::new(),
+            message: None,
         }
     }
 
     /// The error envelope with `status` and `message`.
     pub fn error(status: u16, message: &str) -> Answer {
-        Answer::json(Reply::error(status, message))
+        Answer {
+            message: Some(message.into()),
+            ..Answer::json(Reply::error(status, message))
+        }
     }
 
     /// Any JSON document (the admin listener's probe answers).
@@ -67,6 +83,7 @@ impl Answer {
             no_store: false,
             body: Bytes::from(body),
             headers: Vec::new(),
+            message: None,
         }
     }
 
@@ -78,6 +95,7 @@ impl Answer {
             no_store: false,
             body: direct.body.clone(),
             headers: Vec::new(),
+            message: None,
         }
     }
 
@@ -89,6 +107,7 @@ impl Answer {
             no_store: false,
             body: Bytes::new(),
             headers,
+            message: None,
         }
     }
 
@@ -126,26 +145,64 @@ impl Answer {
             .chain(self.headers.iter().cloned())
     }
 
-    /// Writes the answer on a proxy-listener session, with its request id.
+    /// Writes the answer on a proxy-listener session, with its request id;
+    /// in gRPC's form to a gRPC call.
     pub async fn write(
         self,
         session: &mut Session,
         request_id: &HeaderValue,
     ) -> pingora::Result<()> {
+        if session.is_http2() && !session.is_body_done() {
+            finish_h2_request(session).await;
+        }
+        if grpc::is_call(&session.req_header().headers) {
+            let response = Box::new(self.to_grpc(request_id)?);
+            // Trailers-Only is one HEADERS frame that ends the stream; Pingora's
+            // `Session::write_response_header` leaves an HTTP/2 stream open
+            // whatever it is told, so the frame is written on the stream itself.
+            if let HttpSession::H2(h2) = session.as_downstream_mut() {
+                return h2.write_response_header(response, true);
+            }
+            session.write_response_header(response, true).await?;
+            return session.write_response_body(None, true).await;
+        }
         let mut response = ResponseHeader::build(self.status, Some(5 + self.headers.len()))?;
         response.insert_header(X_REQUEST_ID, request_id.clone())?;
         for (name, value) in self.header_set() {
             response.append_header(name, value)?;
         }
         if self.body.is_empty() {
-            return session
+            session
                 .write_response_header(Box::new(response), true)
-                .await;
+                .await?;
+            // An HTTP/2 stream ends with a frame of its own (see above); an
+            // HTTP/1.1 answer ends with its `Content-Length: 0`.
+            if session.is_http2() {
+                session.write_response_body(None, true).await?;
+            }
+            return Ok(());
         }
         session
             .write_response_header(Box::new(response), false)
             .await?;
         session.write_response_body(Some(self.body), true).await
+    }
+
+    /// The answer as a gRPC Trailers-Only response: HTTP 200, the outcome in
+    /// `grpc-status` and `grpc-message`, and no body, which a gRPC client
+    /// would read as a message.
+    fn to_grpc(&self, request_id: &HeaderValue) -> pingora::Result<ResponseHeader> {
+        let code = grpc::Code::for_http_status(self.status);
+        let reason = http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|status| status.canonical_reason());
+        let message = self.message.as_deref().or(reason).unwrap_or("");
+        let mut response = ResponseHeader::build(200, Some(4))?;
+        response.insert_header(header::CONTENT_TYPE, GRPC)?;
+        response.insert_header(GRPC_STATUS, code.as_str())?;
+        response.insert_header(GRPC_MESSAGE, grpc::encode_message(message))?;
+        response.insert_header(X_REQUEST_ID, request_id.clone())?;
+        Ok(response)
     }
 
     /// The answer as HTTP/1.1 bytes ending the connection (`Connection:
@@ -180,6 +237,23 @@ impl Answer {
         }
         builder.body(self.body.to_vec()).unwrap_or_default()
     }
+}
+
+/// How long an HTTP/2 request's unread body may take to end before an
+/// answer is written anyway.
+const H2_BODY_GRACE: Duration = Duration::from_millis(250);
+
+/// Reads what is left of an HTTP/2 request's body, briefly. An answer that
+/// ends the stream while the client is still sending makes the h2 crate
+/// reset the stream with `CANCEL` on drop, and clients (curl, gRPC) then
+/// report the reset instead of the answer (RFC 9113 §8.1 allows an early
+/// answer, but only with `NO_ERROR`, which Pingora 0.9 cannot send after a
+/// complete response). A body still coming after the grace period is left,
+/// and the client sees the reset.
+async fn finish_h2_request(session: &mut Session) {
+    // What the body held is not wanted, and a read error means the client
+    // is gone: either way the answer is written next.
+    let _ = tokio::time::timeout(H2_BODY_GRACE, session.drain_request_body()).await;
 }
 
 #[cfg(test)]

@@ -14,8 +14,13 @@ use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::ErrorType;
 
-use crate::config::UpstreamSettings;
+use crate::config::{UpstreamProtocol, UpstreamSettings};
 use crate::telemetry::metrics::{Metrics, UpstreamMetrics};
+
+/// Concurrent requests on one HTTP/2 connection to an upstream: the common
+/// server default for `SETTINGS_MAX_CONCURRENT_STREAMS` (RFC 9113 §6.5.2
+/// recommends no fewer than 100).
+const H2_STREAMS_PER_CONNECTION: usize = 100;
 
 /// An upstream ready to connect to.
 pub struct Upstream {
@@ -34,6 +39,15 @@ impl Upstream {
         peer.options.idle_timeout = Some(settings.idle_timeout);
         peer.options.verify_cert = settings.verify_cert;
         peer.options.verify_hostname = settings.verify_cert;
+        match settings.protocol {
+            UpstreamProtocol::Http1 => {}
+            UpstreamProtocol::H2c => peer.options.set_http_version(2, 2),
+            UpstreamProtocol::H2 => peer.options.set_http_version(2, 1),
+        }
+        // Requests share an HTTP/2 connection as gRPC clients expect, up to
+        // what the app's SETTINGS allow; Pingora's default is one stream per
+        // connection.
+        peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
         Upstream {
             name: settings.name.clone(),
             peer,

@@ -22,7 +22,8 @@ mod validate;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AdminSettings, HttpSettings, RateLimitSetting, RateLimitSettings, ReadinessProbe, RouteAction,
-    SecretSource, ServerSettings, StreamCredentials, TokenRouteSettings, UpstreamSettings,
+    SecretSource, ServerSettings, StreamCredentials, TokenRouteSettings, UpstreamProtocol,
+    UpstreamSettings,
 };
 
 use crate::identity::IdentitySource;

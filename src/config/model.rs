@@ -135,10 +135,26 @@ pub struct UpstreamSettings {
     /// Server name sent in TLS SNI and checked against the certificate.
     pub sni: String,
     pub verify_cert: bool,
+    pub protocol: UpstreamProtocol,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+/// The HTTP version streamgate speaks to an upstream (`upstreams.<name>.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, whatever the client spoke.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge over plaintext (RFC 9113 §3.3): what
+    /// in-pod gRPC servers speak. Needs `tls: false`.
+    H2c,
+    /// HTTP/2 over TLS when the app's ALPN agrees, HTTP/1.1 when it only
+    /// offers that (RFC 9113 §3.2). Needs `tls: true`.
+    H2,
 }
 
 #[derive(Clone)]

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use super::error::{ConfigError, Errors};
-use super::model::{HttpSettings, ServerSettings};
+use super::model::{HttpSettings, ServerSettings, UpstreamProtocol};
 use crate::net::headers::UnderscoresAction;
 use crate::net::path::EscapedSlashesAction;
 use crate::telemetry::access_log::AccessLogSettings;
@@ -208,6 +208,8 @@ pub(super) struct RawUpstream {
     pub sni: Option<String>,
     #[serde(default = "default_true")]
     pub verify_cert: bool,
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
     #[serde(with = "humantime_serde", default = "seconds::<5>")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde", default = "seconds::<60>")]

@@ -32,8 +32,10 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// The scheme streamgate's listeners speak.
-pub const PROTO: &str = "http";
+/// The scheme the client spoke to streamgate: `https` on a TLS listener.
+fn scheme(tls: bool) -> HeaderValue {
+    HeaderValue::from_static(if tls { "https" } else { "http" })
+}
 
 /// `X-Forwarded-Prefix`, `-Server`, `-Ssl`, `-Scheme` (Rack), oauth2-proxy's
 /// `-User`, `-Email`, `-Groups`…: by convention every `X-Forwarded-*` header
@@ -85,6 +87,8 @@ pub struct Connection {
     pub trusted: bool,
     /// The local port the client connected to.
     pub port: Option<u16>,
+    /// Whether the client connected over TLS (a `tls` listener).
+    pub tls: bool,
 }
 
 /// How the client's request headers become the app's: remove every line of
@@ -126,7 +130,7 @@ pub fn for_app(
         }
     }
     let ours = [
-        (X_FORWARDED_PROTO, Some(HeaderValue::from_static(PROTO))),
+        (X_FORWARDED_PROTO, Some(scheme(connection.tls))),
         (X_FORWARDED_HOST, authority.cloned()),
         (X_FORWARDED_PORT, connection.port.map(HeaderValue::from)),
     ];
@@ -194,6 +198,7 @@ mod tests {
             peer: Some(PEER.parse().unwrap()),
             trusted,
             port: Some(3000),
+            tls: false,
         }
     }
 
@@ -238,6 +243,19 @@ mod tests {
         ("x_real_ip", "203.0.113.1"),
         ("x-custom", "kept"),
     ];
+
+    #[test]
+    fn a_tls_listener_is_https_to_the_app_whatever_the_client_claims() {
+        let headers = request(&[("x-forwarded-proto", "http")]);
+        let over_tls = Connection {
+            tls: true,
+            ..connection(false)
+        };
+        let edits = for_app(&headers, None, &over_tls, &[]);
+        assert!(edits
+            .set
+            .contains(&(X_FORWARDED_PROTO, HeaderValue::from_static("https"))));
+    }
 
     #[test]
     fn from_an_untrusted_peer_only_what_streamgate_saw() {
@@ -339,13 +357,14 @@ mod tests {
                 peer: None,
                 trusted: false,
                 port: None,
+                tls: false,
             },
             &[],
         );
         assert_eq!(edits.remove, [X_FORWARDED_FOR]);
         assert_eq!(
             edits.set,
-            [(X_FORWARDED_PROTO, HeaderValue::from_static(PROTO))]
+            [(X_FORWARDED_PROTO, HeaderValue::from_static("http"))]
         );
     }
 

@@ -2,7 +2,7 @@
 //! log and metrics.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use pingora::http::RequestHeader;
@@ -28,6 +28,12 @@ pub struct RequestCtx {
     /// Connections tried for this request (see `errors::ATTEMPTS`).
     pub(super) attempts: u8,
     pub(super) user_id: Option<String>,
+    /// A gRPC call's `grpc-timeout`: the upstream read timeout for it when
+    /// shorter than the configured one.
+    pub(super) grpc_deadline: Option<Duration>,
+    /// `grpc-status` from the app's trailers (a status in the response
+    /// header is read from there).
+    pub(super) grpc_status: Option<http::HeaderValue>,
 }
 
 impl RequestCtx {
@@ -42,6 +48,8 @@ impl RequestCtx {
             upstream_sent: None,
             attempts: 0,
             user_id: None,
+            grpc_deadline: None,
+            grpc_status: None,
         }
     }
 

@@ -9,6 +9,8 @@
 //! (RFC 9110 §9.2.2) with its body still replayable. Pingora marks the second
 //! case `ReusedOnly`; its own default policy decides it the same way.
 
+use std::time::Duration;
+
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use pingora::ErrorType;
@@ -70,7 +72,14 @@ pub(super) fn client_went_away(error: &Error) -> bool {
 }
 
 /// The answer for `error`, or `None` when there is nobody left to answer.
-pub(super) fn answer_for(error: &Error, upstream: Option<&Upstream>) -> Option<Answer> {
+///
+/// `deadline` is a gRPC call's `grpc-timeout`: a read timeout it cut short
+/// is the call's deadline passing, and is said so.
+pub(super) fn answer_for(
+    error: &Error,
+    upstream: Option<&Upstream>,
+    deadline: Option<Duration>,
+) -> Option<Answer> {
     let name = upstream.map_or("?", |u| u.name.as_str());
     match (error.esource(), error.etype()) {
         (_, ErrorType::HTTPStatus(code)) => Some(Answer::error(*code, "Request failed")),
@@ -78,6 +87,15 @@ pub(super) fn answer_for(error: &Error, upstream: Option<&Upstream>) -> Option<A
             let timeout = upstream
                 .and_then(|u| u.peer.options.read_timeout)
                 .unwrap_or_default();
+            if let Some(deadline) = deadline.filter(|d| *d < timeout) {
+                return Some(Answer::error(
+                    504,
+                    &format!(
+                        "Deadline exceeded: upstream '{name}' did not answer within the call's grpc-timeout ({})",
+                        humantime::format_duration(deadline)
+                    ),
+                ));
+            }
             Some(Answer::error(
                 504,
                 &format!(

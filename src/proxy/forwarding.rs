@@ -12,6 +12,7 @@ use super::Gateway;
 use crate::net::forwarded::{self, Connection};
 use crate::net::headers::Screening;
 use crate::net::request_id::X_REQUEST_ID;
+use crate::net::Protocol;
 use crate::respond::Answer;
 
 impl Gateway {
@@ -54,6 +55,7 @@ impl Gateway {
                 .server_addr()
                 .and_then(|a| a.as_inet())
                 .map(|a| a.port()),
+            tls: over_tls(session),
         };
         let authority = upstream_request
             .headers
@@ -76,6 +78,28 @@ impl Gateway {
             upstream_request.insert_header(name, value)?;
         }
         Ok(())
+    }
+}
+
+/// Whether the client's connection is TLS (a `tls` listener).
+fn over_tls(session: &Session) -> bool {
+    session
+        .digest()
+        .is_some_and(|digest| digest.ssl_digest.is_some())
+}
+
+/// The protocol of the client's request, for the access log and metrics.
+pub(super) fn protocol(session: &Session) -> Protocol {
+    if session.is_http2() {
+        if over_tls(session) {
+            Protocol::H2
+        } else {
+            Protocol::H2c
+        }
+    } else if session.req_header().version == http::Version::HTTP_10 {
+        Protocol::Http10
+    } else {
+        Protocol::Http11
     }
 }
 

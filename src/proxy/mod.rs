@@ -36,6 +36,7 @@ mod errors;
 mod forward_auth;
 mod forwarding;
 mod framing;
+mod grpc;
 mod path;
 mod token_route;
 
@@ -191,7 +192,19 @@ impl ProxyHttp for Gateway {
             Target::Proxy(upstream) => {
                 ctx.route = "proxy";
                 ctx.upstream = Some(Arc::clone(upstream));
-                Ok(false)
+                match grpc::deadline(request) {
+                    Ok(deadline) => {
+                        ctx.grpc_deadline = deadline;
+                        Ok(false)
+                    }
+                    Err(invalid) => {
+                        ctx.route = "refused";
+                        Answer::error(400, &invalid.to_string())
+                            .write(session, &ctx.request_id)
+                            .await?;
+                        Ok(true)
+                    }
+                }
             }
             Target::Respond(direct) => {
                 ctx.route = "direct_response";
@@ -230,7 +243,10 @@ impl ProxyHttp for Gateway {
                 "request reached upstream_peer without a route",
             )
         })?;
-        Ok(Box::new(upstream.peer.clone()))
+        Ok(Box::new(grpc::within_deadline(
+            upstream.peer.clone(),
+            ctx.grpc_deadline,
+        )))
     }
 
     async fn upstream_request_filter(
@@ -250,7 +266,7 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let answer = errors::answer_for(e, ctx.upstream.as_deref());
+        let answer = errors::answer_for(e, ctx.upstream.as_deref(), ctx.grpc_deadline);
         let error_code = answer.as_ref().map_or(0, Answer::status);
         // Once the upstream's response has started, its status line is already on
         // the wire; all that can be done is to close the connection.
@@ -278,6 +294,16 @@ impl ProxyHttp for Gateway {
                 .duration
                 .observe(sent.elapsed().as_secs_f64());
         }
+        Ok(())
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.grpc_status = trailers.get("grpc-status").cloned();
         Ok(())
     }
 
@@ -318,6 +344,12 @@ impl ProxyHttp for Gateway {
         if let Some(upstream) = &ctx.upstream {
             upstream.metrics.count_response(status);
         }
+        let protocol = forwarding::protocol(session);
+        self.metrics.count_request(protocol);
+        let grpc_status = grpc::status(session, ctx);
+        if let Some(code) = grpc_status {
+            self.metrics.grpc_responses.with_label_values(&[code]).inc();
+        }
         if self.access_log.format == AccessLogFormat::Off {
             return;
         }
@@ -328,6 +360,7 @@ impl ProxyHttp for Gateway {
             client_ip: peer_ip(session).map(|ip| ip.to_string()),
             method: request.method.as_str(),
             path: request.uri.path(),
+            protocol: protocol.as_str(),
             query: request
                 .uri
                 .query()
@@ -341,6 +374,7 @@ impl ProxyHttp for Gateway {
                 .map_or(ctx.route, |route| route.label.as_str()),
             upstream: ctx.upstream.as_ref().map(|u| u.name.as_str()),
             user_id: ctx.user_id.as_deref(),
+            grpc_status,
         }
         .emit(self.access_log.format);
     }

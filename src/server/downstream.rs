@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
+use pingora::protocols::{l4, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use tokio::io::AsyncWriteExt;
@@ -43,7 +43,7 @@ use crate::telemetry::metrics::Metrics;
 /// own wait is unbounded once a connection has served an HTTP/1.1 request; an
 /// idle connection holds a slot, so it must end. 60 s is Pingora's keep-alive
 /// for a connection's first request.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+pub(super) const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
 /// After a refusal, how long the client's remaining bytes are read and
 /// dropped before the connection closes (nginx's lingering close): closing
@@ -153,9 +153,30 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
         }
     }
 
-    /// Serves the requests of one connection, one head at a time.
-    async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
+    /// Serves one connection: HTTP/2 as Pingora does, HTTP/1.x here.
+    async fn serve(&self, stream: Stream, shutdown: &ShutdownWatch) {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            // Negotiated by TLS: the HTTP/2 preface follows.
+            self.serve_h2(stream, shutdown).await;
+        } else {
+            self.serve_h1(stream, shutdown).await;
+        }
+    }
+
+    /// HTTP/2 is Pingora's own: its frames, not a head read here, carry each
+    /// request. Header size is capped by the same limit through SETTINGS
+    /// (`SETTINGS_MAX_HEADER_LIST_SIZE`, see `server::h2_options`); an idle
+    /// connection ends after `h2_idle_timeout`.
+    async fn serve_h2(&self, stream: Stream, shutdown: &ShutdownWatch) {
+        ServerApp::process_new(&self.app, stream, shutdown).await;
+    }
+
+    /// Serves the HTTP/1.x requests of one connection, one head at a time.
+    /// A plaintext connection whose first head is the HTTP/2 preface (RFC
+    /// 9113 §3.3, prior knowledge, as gRPC clients send it) goes to HTTP/2.
+    async fn serve_h1(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
         let mut start = Start::WithinHeadTimeout;
+        let mut first = true;
         let mut reuses_remaining = self
             .app
             .server_options()
@@ -172,6 +193,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
                 Head::Silent | Head::Broken => return,
                 Head::Refused(refusal) => return self.refuse(stream, refusal, started).await,
             };
+            if std::mem::take(&mut first) && head.starts_with(H2_PREFACE_HEAD) {
+                if let Some(stream) = unread(stream, &head) {
+                    self.serve_h2(stream, shutdown).await;
+                }
+                return;
+            }
             let mut session = ServerSession::new_http1(stream);
             session.set_pipelined_prefix(BytesMut::from(Bytes::from(head)));
             // What Pingora sets on a connection's sessions, kept here rather
@@ -270,6 +297,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
             client_ip: client_ip.map(|ip| ip.to_string()),
             method: "-",
             path: "-",
+            protocol: "-",
             query: None,
             status: answer.status(),
             bytes: answer.body_len(),
@@ -277,9 +305,23 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
             route,
             upstream: None,
             user_id: None,
+            grpc_status: None,
         }
         .emit(self.access_log);
     }
+}
+
+/// The HTTP/2 connection preface as an HTTP/1 head reads it: its request
+/// line and the empty line after (`SM\r\n\r\n` follows).
+const H2_PREFACE_HEAD: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
+
+/// `stream` with `bytes` put back in front of what it reads next, for a
+/// protocol found by reading them; `None` for a stream that cannot (only
+/// plaintext TCP streams can, and only they carry HTTP/2 without ALPN).
+fn unread(stream: Stream, bytes: &[u8]) -> Option<Stream> {
+    let mut tcp = stream.into_any().downcast::<l4::stream::Stream>().ok()?;
+    tcp.rewind(bytes);
+    Some(tcp)
 }
 
 /// What Pingora read of the connection's next request past the end of the

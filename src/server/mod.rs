@@ -23,10 +23,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pingora::apps::HttpServerOptions;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;
+use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora::proxy::{http_proxy, HttpProxy};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::RunArgs;
@@ -39,7 +41,7 @@ mod listeners;
 mod signals;
 
 use crate::admin::{AdminService, Health};
-use crate::config::{Config, SecretSource, ServerSettings};
+use crate::config::{Config, HttpSettings, SecretSource, ServerSettings};
 use crate::proxy::Gateway;
 use crate::reload::{self, Applied, Reload, WatchedFile};
 use crate::telemetry::metrics::Metrics;
@@ -127,7 +129,7 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
         connector(),
     );
     let gateway = gateway.unwrap_or_else(|e| fail_to_start(&e));
-    let proxy = http_proxy(&server.configuration, gateway);
+    let proxy = proxy_app(&server.configuration, gateway, &http);
     let downstream = Downstream::new(proxy, &http, &metrics, access_log);
     let proxy = server.add_service(proxy_service(downstream, proxy_sockets));
     let admin = server.add_service(OnBoundSockets::new(admin, vec![admin_socket]));
@@ -184,6 +186,33 @@ fn proxy_service(
         proxy.add_listener(ListenerConfig::tcp(bound.key()).l4_buffer(L4_BUFFERS));
     }
     OnBoundSockets::new(proxy, sockets)
+}
+
+/// Pingora's HTTP proxy around `gateway`, speaking HTTP/1.1 and HTTP/2.
+fn proxy_app(conf: &Arc<ServerConf>, gateway: Gateway, http: &HttpSettings) -> HttpProxy<Gateway> {
+    let mut proxy = http_proxy(conf, gateway);
+    proxy.server_options = Some(server_options());
+    proxy.h2_options = Some(h2_options(http));
+    proxy
+}
+
+/// Pingora's HTTP server options: HTTP/2 with prior knowledge beside
+/// HTTP/1.1 on plaintext listeners (`downstream` finds the preface), and an
+/// end to idle HTTP/2 connections, which otherwise hold a slot forever.
+fn server_options() -> HttpServerOptions {
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    options.h2_idle_timeout = Some(downstream::KEEPALIVE_IDLE);
+    options
+}
+
+/// HTTP/2 settings advertised to clients: Pingora's bounded defaults (100
+/// concurrent streams), with the request header list capped like an
+/// HTTP/1 head (`http.max_request_headers_kb`).
+fn h2_options(http: &HttpSettings) -> H2Options {
+    let mut options = default_h2_options();
+    options.max_header_list_size(u32::try_from(http.max_request_headers_bytes).unwrap_or(u32::MAX));
+    options
 }
 
 /// A fault of ours found while assembling the server: said, and exit 2 as

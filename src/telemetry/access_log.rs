@@ -40,6 +40,9 @@ pub struct AccessRecord<'a> {
     pub client_ip: Option<String>,
     pub method: &'a str,
     pub path: &'a str,
+    /// `http/1.0`, `http/1.1`, `h2` (HTTP/2 over TLS) or `h2c` (over
+    /// plaintext); `-` for a head refused before it was parsed.
+    pub protocol: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<&'a str>,
     pub status: u16,
@@ -50,6 +53,9 @@ pub struct AccessRecord<'a> {
     pub upstream: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<&'a str>,
+    /// A gRPC call's `grpc-status`, from the app or from streamgate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<&'a str>,
 }
 
 impl AccessRecord<'_> {
@@ -60,7 +66,7 @@ impl AccessRecord<'_> {
             AccessLogFormat::Json => serde_json::to_vec(self).ok(),
             AccessLogFormat::Text => Some(
                 format!(
-                    "{} {} {} \"{} {}{}{}\" {} {} {:.3}ms route={} upstream={} user={}",
+                    "{} {} {} \"{} {}{}{} {}\" {} {} {:.3}ms route={} upstream={} user={} grpc_status={}",
                     self.timestamp,
                     self.request_id,
                     self.client_ip.as_deref().unwrap_or("-"),
@@ -68,12 +74,14 @@ impl AccessRecord<'_> {
                     self.path,
                     if self.query.is_some() { "?" } else { "" },
                     self.query.unwrap_or(""),
+                    self.protocol,
                     self.status,
                     self.bytes,
                     self.duration_ms,
                     self.route,
                     self.upstream.unwrap_or("-"),
                     self.user_id.unwrap_or("-"),
+                    self.grpc_status.unwrap_or("-"),
                 )
                 .into_bytes(),
             ),
@@ -103,6 +111,7 @@ mod tests {
             client_ip: Some("127.0.0.1".into()),
             method: "POST",
             path: "/api/tokens/user",
+            protocol: "h2",
             query: None,
             status: 200,
             bytes: 312,
@@ -110,14 +119,19 @@ mod tests {
             route: "POST /api/tokens/user",
             upstream: None,
             user_id: Some("alice"),
+            grpc_status: None,
         };
         let json: serde_json::Value =
             serde_json::from_slice(&record.line(AccessLogFormat::Json).unwrap()).unwrap();
         assert_eq!(json["status"], 200);
         assert_eq!(json["user_id"], "alice");
+        assert_eq!(json["protocol"], "h2");
         assert!(json.get("query").is_none() && json.get("upstream").is_none());
         assert!(record.line(AccessLogFormat::Off).is_none());
         let text = String::from_utf8(record.line(AccessLogFormat::Text).unwrap()).unwrap();
-        assert!(text.contains("\"POST /api/tokens/user\" 200 312"), "{text}");
+        assert!(
+            text.contains("\"POST /api/tokens/user h2\" 200 312"),
+            "{text}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! labels are known at start are resolved once, keeping label hashing off the
 //! hot path.
 
+use crate::net::Protocol;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -30,6 +31,9 @@ pub struct Metrics {
     pub downstream_connections_queued: IntCounter,
     pub downstream_connections_refused: IntCounter,
     pub request_heads_refused: IntCounterVec,
+    /// Requests on the proxy listener, by [`Protocol`], in `Protocol::ALL` order.
+    requests: [IntCounter; 4],
+    pub grpc_responses: IntCounterVec,
 }
 
 /// Token answers take microseconds; the default buckets start at 5 ms.
@@ -151,6 +155,19 @@ impl Metrics {
                  was too large (431), had a request line too long (414) or came too slowly (408).",
                 &["reason"],
             ),
+            requests: {
+                let by_protocol = counter(
+                    "streamgate_requests_total",
+                    "Requests on the proxy listener, by protocol (http/1.0, http/1.1, h2, h2c).",
+                    &["protocol"],
+                );
+                Protocol::ALL.map(|p| by_protocol.with_label_values(&[p.as_str()]))
+            },
+            grpc_responses: counter(
+                "streamgate_grpc_responses_total",
+                "gRPC calls answered, by grpc-status (from the app, or streamgate's own answer).",
+                &["grpc_status"],
+            ),
             registry,
         };
         for single in [
@@ -192,6 +209,16 @@ impl Metrics {
             log::error!("could not encode metrics: {e}");
         }
         out
+    }
+}
+
+impl Metrics {
+    pub fn count_request(&self, protocol: Protocol) {
+        let index = Protocol::ALL
+            .iter()
+            .position(|p| *p == protocol)
+            .unwrap_or_default();
+        self.requests[index].inc();
     }
 }
 

@@ -9,7 +9,7 @@ use crate::config::error::{ConfigError, Errors};
 use crate::config::raw::{RawAdmin, RawHttp, RawUpstream};
 use crate::config::resolve;
 use crate::config::{
-    AdminSettings, HttpSettings, ReadinessProbe, ServerSettings, UpstreamSettings,
+    AdminSettings, HttpSettings, ReadinessProbe, ServerSettings, UpstreamProtocol, UpstreamSettings,
 };
 
 const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9901";
@@ -68,6 +68,21 @@ fn upstream(name: String, raw: RawUpstream) -> Result<UpstreamSettings, ConfigEr
     if raw.address.trim().is_empty() {
         return Err(ConfigError::new(key("address"), "must not be empty"));
     }
+    match (raw.protocol, raw.tls) {
+        (UpstreamProtocol::H2c, true) => {
+            return Err(ConfigError::new(
+                key("protocol"),
+                "h2c is HTTP/2 without TLS; with `tls: true` use `protocol: h2`",
+            ))
+        }
+        (UpstreamProtocol::H2, false) => {
+            return Err(ConfigError::new(
+                key("protocol"),
+                "h2 is HTTP/2 over TLS (negotiated by ALPN) and needs `tls: true`; without TLS use `protocol: h2c`",
+            ))
+        }
+        _ => {}
+    }
     let address = resolve::socket_address(&key("address"), &raw.address)?;
     let host = raw
         .address
@@ -85,6 +100,7 @@ fn upstream(name: String, raw: RawUpstream) -> Result<UpstreamSettings, ConfigEr
         address,
         tls: raw.tls,
         verify_cert: raw.verify_cert,
+        protocol: raw.protocol,
     })
 }
 
