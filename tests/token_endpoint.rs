@@ -8,22 +8,25 @@ use std::time::UNIX_EPOCH;
 use common::*;
 use serde_json::{json, Value};
 
-/// A token request with a JSON Content-Type.
+/// A token request with a JSON Content-Type, over HTTP/1.1.
 async fn post(gate: &Streamgate, body: impl Into<reqwest::Body>) -> reqwest::Response {
-    post_as(gate, Some("application/json"), body).await
+    post_over(Http::One, gate, Some("application/json"), body).await
 }
 
-/// A token request with the given Content-Type, or none.
-async fn post_as(
+/// A token request over `http` with the given Content-Type, or none.
+async fn post_over(
+    http: Http,
     gate: &Streamgate,
     content_type: Option<&str>,
     body: impl Into<reqwest::Body>,
 ) -> reqwest::Response {
-    let mut request = client().post(gate.url(USER_TOKEN_PATH)).body(body);
+    let mut request = client_for(http).post(gate.url(USER_TOKEN_PATH)).body(body);
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
     }
-    request.send().await.expect("request")
+    let response = request.send().await.expect("request");
+    assert_eq!(response.version(), http.version());
+    response
 }
 
 /// Checks the 200 envelope and returns `data`.
@@ -144,8 +147,17 @@ async fn keep_alive_connection_serves_many_tokens() {
 async fn every_error_status_has_the_exact_envelope() {
     let app = start_app().await;
     let gate = Streamgate::start(&default_config(app.addr));
+    for http in HTTP_VERSIONS {
+        error_statuses_over(http, &gate).await;
+    }
+}
 
-    let bad_json = post(&gate, r#"{"userId": "#).await;
+/// The hostile bodies of the contract, over HTTP/1.1 or HTTP/2: the same
+/// statuses and envelopes whichever the client speaks.
+async fn error_statuses_over(http: Http, gate: &Streamgate) {
+    let post = |body: String| post_over(http, gate, Some("application/json"), body);
+
+    let bad_json = post(r#"{"userId": "#.into()).await;
     assert_eq!(bad_json.status(), 400);
     let message: Value = bad_json.json().await.unwrap();
     assert!(
@@ -157,16 +169,16 @@ async fn every_error_status_has_the_exact_envelope() {
     );
 
     assert_error(
-        post(&gate, r#"["john_doe"]"#).await,
+        post(r#"["john_doe"]"#.into()).await,
         400,
         "Invalid JSON body: expected a JSON object",
     )
     .await;
 
-    let too_large = post(
-        &gate,
-        format!(r#"{{"userId":"u","pad":"{}"}}"#, "x".repeat(16_384)),
-    )
+    let too_large = post(format!(
+        r#"{{"userId":"u","pad":"{}"}}"#,
+        "x".repeat(16_384)
+    ))
     .await;
     assert_error(
         too_large,
@@ -178,8 +190,10 @@ async fn every_error_status_has_the_exact_envelope() {
     // Chunked: no Content-Length to judge from, so the limit applies while reading.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..20).map(|_| Ok(vec![b' '; 1024])).collect();
-    let chunked = post(
-        &gate,
+    let chunked = post_over(
+        http,
+        gate,
+        Some("application/json"),
         reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)),
     )
     .await;
@@ -214,7 +228,7 @@ async fn every_error_status_has_the_exact_envelope() {
             "Validation failed: callType must be a string",
         ),
     ] {
-        assert_error(post(&gate, body).await, 422, message).await;
+        assert_error(post(body.into()).await, 422, message).await;
     }
 }
 
@@ -224,7 +238,14 @@ async fn every_error_status_has_the_exact_envelope() {
 async fn content_type_must_be_json_when_given() {
     let app = start_app().await;
     let gate = Streamgate::start(&default_config(app.addr));
-    let wrong_type = post_as(&gate, Some("text/plain"), r#"{"userId":"u"}"#).await;
+    for http in HTTP_VERSIONS {
+        content_types_over(http, &gate).await;
+    }
+}
+
+async fn content_types_over(http: Http, gate: &Streamgate) {
+    let post_as = |content_type, body| post_over(http, gate, content_type, body);
+    let wrong_type = post_as(Some("text/plain"), r#"{"userId":"u"}"#).await;
     assert_error(
         wrong_type,
         415,
@@ -232,15 +253,10 @@ async fn content_type_must_be_json_when_given() {
     )
     .await;
 
-    let with_charset = post_as(
-        &gate,
-        Some("application/json; charset=utf-8"),
-        r#"{"userId":"u"}"#,
-    )
-    .await;
+    let with_charset = post_as(Some("application/json; charset=utf-8"), r#"{"userId":"u"}"#).await;
     assert_eq!(with_charset.status(), 200);
 
-    let no_content_type = post_as(&gate, None, r#"{"userId":"u"}"#).await;
+    let no_content_type = post_as(None, r#"{"userId":"u"}"#).await;
     assert_eq!(no_content_type.status(), 200);
 }
 

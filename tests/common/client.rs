@@ -6,10 +6,39 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("http client")
+    client_for(Http::One)
+}
+
+/// The HTTP version a test client speaks to streamgate's plaintext port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http {
+    /// HTTP/1.1.
+    One,
+    /// HTTP/2 with prior knowledge (h2c), as gRPC clients speak it.
+    Two,
+}
+
+/// Both, for tests that must hold whichever a client speaks.
+pub const HTTP_VERSIONS: [Http; 2] = [Http::One, Http::Two];
+
+impl Http {
+    /// The version a response over this client must have come in.
+    pub fn version(self) -> reqwest::Version {
+        match self {
+            Http::One => reqwest::Version::HTTP_11,
+            Http::Two => reqwest::Version::HTTP_2,
+        }
+    }
+}
+
+pub fn client_for(http: Http) -> reqwest::Client {
+    let builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    match http {
+        Http::One => builder.http1_only(),
+        Http::Two => builder.http2_prior_knowledge(),
+    }
+    .build()
+    .expect("http client")
 }
 
 /// GET `url`, panicking on a transport error.
