@@ -330,3 +330,35 @@ fn route_paths_must_be_normalized_or_they_could_never_match() {
     let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["http.normalize_path"]);
 }
+
+#[test]
+fn upstream_protocol_must_fit_its_transport() {
+    let with = |upstream: &str| MINIMAL.replace(r#"{ address: "127.0.0.1:8080" }"#, upstream);
+    let config = load(MINIMAL).expect("valid");
+    assert_eq!(config.upstreams[0].protocol, UpstreamProtocol::Http1);
+    let h2c = load(&with(r#"{ address: "127.0.0.1:8080", protocol: h2c }"#)).expect("valid");
+    assert_eq!(h2c.upstreams[0].protocol, UpstreamProtocol::H2c);
+    let h2 = load(&with(
+        r#"{ address: "127.0.0.1:8443", tls: true, protocol: h2 }"#,
+    ))
+    .expect("valid");
+    assert_eq!(h2.upstreams[0].protocol, UpstreamProtocol::H2);
+
+    for (upstream, says) in [
+        (
+            r#"{ address: "127.0.0.1:8080", protocol: h2 }"#,
+            "needs `tls: true`",
+        ),
+        (
+            r#"{ address: "127.0.0.1:8443", tls: true, protocol: h2c }"#,
+            "use `protocol: h2`",
+        ),
+    ] {
+        let error = load(&with(upstream)).unwrap_err();
+        assert_eq!(error.key, "upstreams.app.protocol");
+        assert!(error.reason.contains(says), "{}", error.reason);
+    }
+    let error = load(&with(r#"{ address: "127.0.0.1:8080", protocol: http2 }"#)).unwrap_err();
+    assert!(error.key.starts_with("upstreams"), "{}", error.key);
+    assert!(error.reason.contains("h2c"), "{}", error.reason);
+}
