@@ -247,3 +247,32 @@ async fn an_http2_header_list_past_the_limit_never_reaches_the_app() {
     let (head, _, _) = curl_h2(&gate.url("/small"), &[]);
     assert!(head.starts_with("HTTP/2 200"), "{head}");
 }
+
+/// A client that stops midway through the HTTP/2 preface is held to the
+/// header timeout like an HTTP/1.1 head: closed, its connection slot freed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_http2_preface_is_closed_at_the_header_timeout() {
+    let app = RecordingUpstream::start();
+    let gate = Streamgate::start(&config_with(
+        app.addr,
+        "http: { request_headers_timeout: 1s }",
+    ));
+    let mut client = RawClient::connect(gate.port);
+    client.send("PRI * HTTP/2.0\r\n\r\nS");
+    let sent = std::time::Instant::now();
+    assert!(
+        client.closed_within(Duration::from_secs(4)),
+        "a stalled preface kept its connection"
+    );
+    assert!(
+        sent.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(
+        metric_reaches(&gate, "streamgate_downstream_connections", &[], |n| n
+            == 0.0)
+        .await,
+        "the slot was not freed"
+    );
+}

@@ -29,7 +29,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{l4, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::head::{read_head, Head, HeadLimits, Refusal, Start};
@@ -194,7 +194,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
                 Head::Refused(refusal) => return self.refuse(stream, refusal, started).await,
             };
             if std::mem::take(&mut first) && head.starts_with(H2_PREFACE_HEAD) {
-                if let Some(stream) = unread(stream, &head) {
+                let preface = self.complete_preface(&mut stream, head).await;
+                if let Some(stream) = preface.and_then(|bytes| unread(stream, &bytes)) {
                     self.serve_h2(stream, shutdown).await;
                 }
                 return;
@@ -222,6 +223,25 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
                 Some(Prefix::Unreadable) => return,
             };
         }
+    }
+
+    /// `bytes` with the rest of the HTTP/2 connection preface (RFC 9113
+    /// §3.4), read within the header timeout; `None` if it does not come or
+    /// is not the preface. Pingora's HTTP/2 handshake waits for it without a
+    /// limit, so a client stopping midway would hold its slot for good.
+    async fn complete_preface(&self, stream: &mut Stream, mut bytes: Vec<u8>) -> Option<Vec<u8>> {
+        let read_rest = async {
+            while bytes.len() < H2_PREFACE.len() {
+                if stream.read_buf(&mut bytes).await.ok()? == 0 {
+                    return None;
+                }
+            }
+            Some(())
+        };
+        tokio::time::timeout(self.limits.timeout, read_rest)
+            .await
+            .ok()??;
+        bytes.starts_with(H2_PREFACE).then_some(bytes)
     }
 
     /// Answers a head that was refused, counts and logs it, and closes.
@@ -314,6 +334,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
 /// The HTTP/2 connection preface as an HTTP/1 head reads it: its request
 /// line and the empty line after (`SM\r\n\r\n` follows).
 const H2_PREFACE_HEAD: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
+
+/// The whole HTTP/2 connection preface a client sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// `stream` with `bytes` put back in front of what it reads next, for a
 /// protocol found by reading them; `None` for a stream that cannot (only
