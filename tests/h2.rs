@@ -276,3 +276,40 @@ async fn a_stalled_http2_preface_is_closed_at_the_header_timeout() {
         "the slot was not freed"
     );
 }
+
+/// What a client may not make streamgate or the app believe over HTTP/1.1,
+/// it may not over HTTP/2 either: identity headers from an untrusted peer,
+/// in any spelling, mint nothing and never reach the app.
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_headers_from_an_untrusted_peer_are_not_believed_over_http2() {
+    let app = start_app().await;
+    let gate = Streamgate::start(&config_with(
+        app.addr,
+        "trusted_cidrs: [\"10.0.0.0/8\"]\nidentity:\n  mode: header\n  header: { user: X-Forwarded-User }",
+    ));
+    let client = client_for(Http::Two);
+    let spoofed = [
+        ("x-forwarded-user", "alice"),
+        ("x_forwarded_user", "alice"),
+        ("x-forwarded-host", "evil.example"),
+    ];
+    let mut token = client
+        .post(gate.url(USER_TOKEN_PATH))
+        .header("content-type", "application/json")
+        .body(r#"{"userId":"alice"}"#);
+    let mut proxied = client.get(gate.url("/api/profile"));
+    for (name, value) in spoofed {
+        token = token.header(name, value);
+        proxied = proxied.header(name, value);
+    }
+    let token = token.send().await.expect("token over h2");
+    assert_eq!(token.version(), reqwest::Version::HTTP_2);
+    assert_eq!(token.status(), 401);
+
+    let echoed: Value = proxied.send().await.unwrap().json().await.unwrap();
+    let headers = &echoed["headers"];
+    assert!(headers.get("x-forwarded-user").is_none(), "{headers}");
+    assert!(headers.get("x_forwarded_user").is_none(), "{headers}");
+    let authority = format!("127.0.0.1:{}", gate.port);
+    assert_eq!(headers["x-forwarded-host"], serde_json::json!([authority]));
+}
