@@ -13,8 +13,8 @@
 //! - [`routing`]: the ordered route table.
 //!
 //! Around them: [`config`] (file → checked model), [`limits`] (rate limits),
-//! [`reload`] (following mounted files), [`telemetry`] (process log, access
-//! log, metrics). The Pingora glue is [`proxy`] (the one `ProxyHttp`),
+//! [`reload`] (following mounted files), [`tls`] (listener certificates and
+//! client CAs), [`telemetry`] (process log, access log, metrics). The Pingora glue is [`proxy`] (the one `ProxyHttp`),
 //! [`upstream`] (peers and sub-requests), [`respond`] (every answer
 //! streamgate writes itself), [`admin`] (probes and metrics listener) and
 //! [`server`] (process lifecycle). Dependencies point one way: the pure
@@ -33,5 +33,6 @@ pub mod respond;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod token;
 pub mod upstream;
