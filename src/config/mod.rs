@@ -8,7 +8,6 @@
 //! the I/O that checking needs (DNS for upstream addresses, reading key files).
 //! The result is a [`Config`]; nothing after it re-validates a string.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,9 +20,9 @@ mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    AdminSettings, HttpSettings, RateLimitSetting, RateLimitSettings, ReadinessProbe, RouteAction,
-    SecretSource, ServerSettings, StreamCredentials, TokenRouteSettings, UpstreamProtocol,
-    UpstreamSettings,
+    AdminSettings, HttpSettings, Listener, ListenerTls, RateLimitSetting, RateLimitSettings,
+    ReadinessProbe, RouteAction, SecretSource, ServerSettings, StreamCredentials,
+    TokenRouteSettings, UpstreamProtocol, UpstreamSettings,
 };
 
 use crate::identity::IdentitySource;
@@ -41,7 +40,7 @@ pub const DEV_SECRET: &str = "dev-secret-do-not-use-in-production";
 /// The validated configuration streamgate runs with.
 #[derive(Debug)]
 pub struct Config {
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<Listener>,
     pub upstreams: Vec<UpstreamSettings>,
     pub stream: StreamCredentials,
     pub tokens: TokenPolicy,
@@ -119,6 +118,7 @@ impl Config {
             SecretSource::Inline(_) => {}
         }
         warnings.extend(self.untrusted_front_warning());
+        warnings.extend(self.expired_certificate_warnings());
         for (route, settings) in self.token_routes() {
             if let IdentitySource::None = settings.identity {
                 warnings.push(format!(
@@ -142,8 +142,9 @@ impl Config {
         let exposed: Vec<String> = self
             .listen
             .iter()
+            .map(|listener| listener.address)
             .filter(|address| !address.ip().to_canonical().is_loopback())
-            .map(ToString::to_string)
+            .map(|address| address.to_string())
             .collect();
         if exposed.is_empty() {
             return None;
@@ -160,8 +161,36 @@ impl Config {
         ))
     }
 
+    /// A certificate past its expiry is still served (it is what the files
+    /// hold, and the files are followed), but every client will refuse it.
+    fn expired_certificate_warnings(&self) -> Vec<String> {
+        let now = std::time::SystemTime::now();
+        self.listen
+            .iter()
+            .enumerate()
+            .filter_map(|(i, listener)| {
+                let certificate = &listener.tls.as_ref()?.certificate;
+                let expiry = u64::try_from(certificate.not_after)
+                    .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (expiry < now).then(|| {
+                    format!(
+                        "listen[{i}].tls.cert_file: the certificate ({}) expired at {}; clients \
+                         refuse it until the file holds a valid one",
+                        certificate.subject,
+                        humantime::format_rfc3339_seconds(expiry)
+                    )
+                })
+            })
+            .collect()
+    }
+
     fn listen_description(&self) -> String {
-        let addresses: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
+        let addresses: Vec<String> = self
+            .listen
+            .iter()
+            .map(|listener| listener.address.to_string())
+            .collect();
         addresses.join(", ")
     }
 }

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -16,7 +17,38 @@ use crate::net::cors::CorsPolicy;
 use crate::net::headers::UnderscoresAction;
 use crate::net::path::{EscapedSlashesAction, PathRules};
 use crate::routing::DirectResponse;
+use crate::tls::{ClientVerifier, ServerCertificate};
 use crate::token::MintKind;
+
+/// One proxy listener: an address, plaintext or TLS.
+#[derive(Debug)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub tls: Option<ListenerTls>,
+}
+
+/// A TLS listener's certificate and, for mutual TLS, whom it accepts.
+pub struct ListenerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The pair as read and checked with the configuration: what the listener
+    /// serves until the files change.
+    pub certificate: Arc<ServerCertificate>,
+    /// With `client_ca_file`: a client must present a certificate from it.
+    pub client_verifier: Option<ClientVerifier>,
+}
+
+// Hand-written: the verifier prints its whole root store.
+impl fmt::Debug for ListenerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerTls")
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("certificate", &self.certificate)
+            .field("mutual", &self.client_verifier.is_some())
+            .finish()
+    }
+}
 
 /// Where a route leads, as configured.
 #[derive(Debug)]

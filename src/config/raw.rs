@@ -7,11 +7,13 @@
 //! silent default. Durations are `humantime` strings (`"500ms"`, `"5s"`).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_yaml_ng::Value;
 
 use super::error::{ConfigError, Errors};
@@ -24,7 +26,7 @@ use crate::token::{MintKind, TokenPolicy};
 /// The file's sections; `None` where a section could not be deserialized
 /// (its error is recorded), so that the others are still checked.
 pub(super) struct RawConfig {
-    pub listen: Option<Vec<String>>,
+    pub listen: Option<Vec<RawListen>>,
     pub upstreams: Option<BTreeMap<String, RawUpstream>>,
     pub stream: Option<RawStream>,
     /// The token contract's own policy type is the section's shape.
@@ -152,6 +154,53 @@ fn deserialize_section<T: DeserializeOwned>(section: &str, value: Value) -> Resu
         };
         ConfigError::new(key, e.into_inner().to_string())
     })
+}
+
+/// One `listen` entry: `"IP:port"` (plaintext), or a map with the address
+/// and what the listener speaks (`tls`).
+pub(super) enum RawListen {
+    Plain(String),
+    Listener(RawListener),
+}
+
+// By hand rather than `#[serde(untagged)]`: an untagged enum answers every
+// mistake with "did not match any variant", where a map must report its
+// unknown or missing key by name, like every other section.
+impl<'de> Deserialize<'de> for RawListen {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> Visitor<'de> for Entry {
+            type Value = RawListen;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an \"IP:port\" string or a map { address, tls }")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawListen, E> {
+                Ok(RawListen::Plain(text.to_string()))
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<RawListen, M::Error> {
+                RawListener::deserialize(MapAccessDeserializer::new(map)).map(RawListen::Listener)
+            }
+        }
+        deserializer.deserialize_any(Entry)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    pub address: String,
+    pub tls: Option<RawListenerTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListenerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// The `http:` section; see [`HttpSettings`] for what each key means.

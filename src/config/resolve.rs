@@ -1,5 +1,5 @@
 //! The I/O that checking a configuration needs, in one place: resolving
-//! upstream host names and reading key files. Everything else in `config/` is
+//! upstream host names and reading key files and certificates. Everything else in `config/` is
 //! pure but for [`super::Config::warnings`], which looks at the API secret file
 //! (a missing one is a warning, not an error: the server follows the file).
 
@@ -12,6 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use super::error::ConfigError;
 use crate::identity::{decoding_key_from_pem, JwksKeys, JwtKeys};
 use crate::reload::{Applied, WatchedFile};
+use crate::tls::{ClientVerifier, PairFile, ServerCertificate};
 
 /// `host:port` resolved to its first address.
 pub(super) fn socket_address(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -87,6 +88,33 @@ pub(super) fn jwt_keys(key: &str, source: JwtKeySource) -> Result<ResolvedJwtKey
             })
         }
     }
+}
+
+/// A TLS listener's certificate and key, read and checked as the running
+/// listener checks them on a change; `key` is the `listen[i].tls` key path,
+/// and the error names the file at fault.
+pub(super) fn certificate_pair(
+    key: &str,
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<ServerCertificate, ConfigError> {
+    let (cert_key, key_key) = (format!("{key}.cert_file"), format!("{key}.key_file"));
+    let chain = read(&cert_key, cert_file)?;
+    let private = read(&key_key, key_file)?;
+    ServerCertificate::from_pem(&chain, &private).map_err(|e| {
+        let (field, path) = match e.file {
+            PairFile::Certificate => (cert_key, cert_file),
+            PairFile::Key => (key_key, key_file),
+        };
+        ConfigError::new(field, format!("{}: {e}", path.display()))
+    })
+}
+
+/// The CA bundle of mutual TLS, read; `key` is its `…client_ca_file` key path.
+pub(super) fn client_verifier(key: &str, path: &Path) -> Result<ClientVerifier, ConfigError> {
+    let pem = read(key, path)?;
+    crate::tls::client_verifier(&pem)
+        .map_err(|reason| ConfigError::new(key, format!("{}: {reason}", path.display())))
 }
 
 fn read(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {

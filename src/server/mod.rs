@@ -18,7 +18,8 @@
 //! that a busy port ends the process at once instead of leaving it half up.
 //! The proxy listener's connections then pass through [`downstream`]
 //! (connection slots, request-head limits of the `http:` section) on their
-//! way to Pingora's proxy.
+//! way to Pingora's proxy; on a TLS listener, after the handshake, with the
+//! certificate its files hold now ([`tls`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use pingora::apps::HttpServerOptions;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
+use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;
 use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
@@ -39,6 +41,7 @@ mod downstream;
 mod head;
 mod listeners;
 mod signals;
+mod tls;
 
 use crate::admin::{AdminService, Health};
 use crate::config::{Config, HttpSettings, SecretSource, ServerSettings};
@@ -46,7 +49,7 @@ use crate::proxy::Gateway;
 use crate::reload::{self, Applied, Reload, WatchedFile};
 use crate::telemetry::metrics::Metrics;
 use crate::token::SignerSlot;
-use crate::upstream::{UnknownUpstream, Upstreams};
+use crate::upstream::Upstreams;
 use downstream::Downstream;
 use listeners::{exit_cannot_listen, Bound, OnBoundSockets, Role};
 use signals::{DrainingSignals, SettleBeforeCleanup, SETTLE};
@@ -76,15 +79,9 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     let metrics = Arc::new(Metrics::new());
     let signer = Arc::new(SignerSlot::default());
     let mut watched_files = std::mem::take(&mut config.watched_files);
-    match &config.stream.api_secret {
-        SecretSource::Inline(secret) => {
-            signer.replace(secret.as_bytes());
-            metrics.secret_loaded.set(1);
-        }
-        SecretSource::File(path) => {
-            watched_files.push(Arc::new(api_secret_file(path, &signer, &metrics)));
-        }
-    }
+    watched_files.extend(api_secret(&config.stream.api_secret, &signer, &metrics).map(Arc::new));
+    let tls = tls::settings(&config.listen, &metrics, &mut watched_files)
+        .unwrap_or_else(|e| fail_to_start(&e));
     // Kept alive for the life of the process: dropping it stops the watch.
     let _file_watch = reload::watch(watched_files);
 
@@ -131,7 +128,7 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     let gateway = gateway.unwrap_or_else(|e| fail_to_start(&e));
     let proxy = proxy_app(&server.configuration, gateway, &http);
     let downstream = Downstream::new(proxy, &http, &metrics, access_log);
-    let proxy = server.add_service(proxy_service(downstream, proxy_sockets));
+    let proxy = server.add_service(proxy_service(downstream, proxy_sockets, tls));
     let admin = server.add_service(OnBoundSockets::new(admin, vec![admin_socket]));
     // Probes are answered only once the proxy port listens.
     admin.add_dependency(&proxy);
@@ -165,15 +162,17 @@ fn bind_listeners(config: &Config, upgrade: bool) -> (Vec<Bound>, Bound) {
     let proxy = config
         .listen
         .iter()
-        .map(|address| bind(*address, Role::Proxy))
+        .map(|listener| bind(listener.address, Role::Proxy))
         .collect();
     (proxy, bind(config.admin.listen, Role::Admin))
 }
 
-/// The proxy listener's service on `sockets`.
+/// The proxy listener's service on `sockets`, each with its TLS settings
+/// (`tls`, in the same order) when it is a TLS listener.
 fn proxy_service(
     downstream: Downstream<HttpProxy<Gateway>>,
     sockets: Vec<Bound>,
+    tls: Vec<Option<TlsSettings>>,
 ) -> OnBoundSockets<SettleBeforeCleanup<Downstream<HttpProxy<Gateway>>>> {
     let mut proxy = Service::new(
         "streamgate".to_string(),
@@ -182,8 +181,12 @@ fn proxy_service(
             settle: SETTLE,
         },
     );
-    for bound in &sockets {
-        proxy.add_listener(ListenerConfig::tcp(bound.key()).l4_buffer(L4_BUFFERS));
+    for (bound, tls) in sockets.iter().zip(tls) {
+        let listener = ListenerConfig::tcp(bound.key());
+        proxy.add_listener(match tls {
+            None => listener.l4_buffer(L4_BUFFERS),
+            Some(tls) => listener.tls(tls),
+        });
     }
     OnBoundSockets::new(proxy, sockets)
 }
@@ -217,7 +220,7 @@ fn h2_options(http: &HttpSettings) -> H2Options {
 
 /// A fault of ours found while assembling the server: said, and exit 2 as
 /// for a configuration that cannot be used.
-fn fail_to_start(error: &UnknownUpstream) -> ! {
+fn fail_to_start(error: &dyn std::fmt::Display) -> ! {
     log::error!("cannot start: {error}");
     std::process::exit(2)
 }
@@ -239,6 +242,23 @@ fn server_conf(settings: &ServerSettings) -> ServerConf {
         // its 502 promptly.
         max_retries: 2,
         ..ServerConf::default()
+    }
+}
+
+/// The Stream API secret: an inline one signs from now on; a file is
+/// returned, to be followed.
+fn api_secret(
+    source: &SecretSource,
+    signer: &Arc<SignerSlot>,
+    metrics: &Arc<Metrics>,
+) -> Option<WatchedFile> {
+    match source {
+        SecretSource::Inline(secret) => {
+            signer.replace(secret.as_bytes());
+            metrics.secret_loaded.set(1);
+            None
+        }
+        SecretSource::File(path) => Some(api_secret_file(path, signer, metrics)),
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Metrics {
     /// Requests on the proxy listener, by [`Protocol`], in `Protocol::ALL` order.
     requests: [IntCounter; 4],
     pub grpc_responses: IntCounterVec,
+    pub tls_certificate_reloads: IntCounterVec,
+    pub tls_certificate_reload_failures: IntCounterVec,
+    pub tls_certificate_expiry: IntGaugeVec,
 }
 
 /// Token answers take microseconds; the default buckets start at 5 ms.
@@ -59,6 +62,14 @@ impl Metrics {
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
             let vec = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
                 .expect("valid metric definition");
+            registry
+                .register(Box::new(vec.clone()))
+                .expect("metric registered once");
+            vec
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let vec =
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
             registry
                 .register(Box::new(vec.clone()))
                 .expect("metric registered once");
@@ -168,6 +179,22 @@ impl Metrics {
                 "gRPC calls answered, by grpc-status (from the app, or streamgate's own answer).",
                 &["grpc_status"],
             ),
+            tls_certificate_reloads: counter(
+                "streamgate_tls_certificate_reloads_total",
+                "New certificates served by a TLS listener after its files changed, by listener.",
+                &["listener"],
+            ),
+            tls_certificate_reload_failures: counter(
+                "streamgate_tls_certificate_reload_failures_total",
+                "Changed certificate files of a TLS listener that could not be served (unreadable, \
+                 not PEM, or a key of another certificate); the last good pair stays. By listener.",
+                &["listener"],
+            ),
+            tls_certificate_expiry: gauge(
+                "streamgate_tls_certificate_expiry_timestamp_seconds",
+                "When the certificate a TLS listener serves expires, in Unix seconds, by listener.",
+                &["listener"],
+            ),
             registry,
         };
         for single in [
@@ -234,6 +261,13 @@ pub struct TokenRouteMetrics {
     pub duration: Histogram,
 }
 
+/// The series of one TLS listener, resolved once at start.
+pub struct TlsListenerMetrics {
+    pub reloads: IntCounter,
+    pub reload_failures: IntCounter,
+    pub expiry: IntGauge,
+}
+
 /// The series of one upstream, resolved once at start.
 pub struct UpstreamMetrics {
     by_class: [IntCounter; 6],
@@ -261,6 +295,17 @@ impl Metrics {
         TokenRouteMetrics {
             issued: self.tokens_issued.with_label_values(&[route]),
             duration: self.token_duration.with_label_values(&[route]),
+        }
+    }
+
+    /// `listener` is the listener's address as configured.
+    pub fn tls_listener(&self, listener: &str) -> TlsListenerMetrics {
+        TlsListenerMetrics {
+            reloads: self.tls_certificate_reloads.with_label_values(&[listener]),
+            reload_failures: self
+                .tls_certificate_reload_failures
+                .with_label_values(&[listener]),
+            expiry: self.tls_certificate_expiry.with_label_values(&[listener]),
         }
     }
 

@@ -15,7 +15,10 @@ fn a_pair_loads_with_what_identifies_its_certificate() {
     // rcgen's default validity ends in 4096.
     assert!(loaded.not_after > 4_000_000_000, "{}", loaded.not_after);
     let debug = format!("{loaded:?}");
-    assert!(debug.contains("subject") && !debug.contains("PRIVATE"), "{debug}");
+    assert!(
+        debug.contains("subject") && !debug.contains("PRIVATE"),
+        "{debug}"
+    );
 }
 
 #[test]

@@ -1,15 +1,17 @@
 //! Where streamgate listens and what it connects to: `listen`, `upstreams`,
-//! `admin` and `server`.
+//! `admin` and `server`. A TLS listener's certificate is read and checked
+//! here (through `resolve`), so that `-t` judges it as the server will.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::{nonzero, upstream_name};
 use crate::config::error::{ConfigError, Errors};
-use crate::config::raw::{RawAdmin, RawHttp, RawUpstream};
+use crate::config::raw::{RawAdmin, RawHttp, RawListen, RawListenerTls, RawUpstream};
 use crate::config::resolve;
 use crate::config::{
-    AdminSettings, HttpSettings, ReadinessProbe, ServerSettings, UpstreamProtocol, UpstreamSettings,
+    AdminSettings, HttpSettings, Listener, ListenerTls, ReadinessProbe, ServerSettings,
+    UpstreamProtocol, UpstreamSettings,
 };
 
 const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9901";
@@ -24,23 +26,73 @@ fn listen_address(key: &str, text: &str, example: &str) -> Result<SocketAddr, Co
     })
 }
 
-pub(super) fn listen(raw: &[String], errors: &mut Errors) -> Vec<SocketAddr> {
+pub(super) fn listen(raw: Vec<RawListen>, errors: &mut Errors) -> Vec<Listener> {
     if raw.is_empty() {
         errors.push(ConfigError::new(
             "listen",
             "at least one address is required",
         ));
     }
-    raw.iter()
-        .enumerate()
-        .filter_map(|(i, address)| {
-            errors.keep(listen_address(
-                &format!("listen[{i}]"),
-                address,
-                "0.0.0.0:3000",
+    let mut listeners: Vec<Listener> = Vec::with_capacity(raw.len());
+    for (i, entry) in raw.into_iter().enumerate() {
+        let key = format!("listen[{i}]");
+        let listener = match entry {
+            RawListen::Plain(address) => errors
+                .keep(listen_address(&key, &address, "0.0.0.0:3000"))
+                .map(|address| Listener { address, tls: None }),
+            RawListen::Listener(raw) => {
+                let address =
+                    listen_address(&format!("{key}.address"), &raw.address, "0.0.0.0:3443");
+                let tls = raw
+                    .tls
+                    .map(|tls| listener_tls(&format!("{key}.tls"), tls, errors));
+                match (errors.keep(address), tls) {
+                    (Some(address), None) => Some(Listener { address, tls: None }),
+                    (Some(address), Some(Some(tls))) => Some(Listener {
+                        address,
+                        tls: Some(tls),
+                    }),
+                    _ => None,
+                }
+            }
+        };
+        let Some(listener) = listener else { continue };
+        // Two services cannot take one socket: said here, with both keys,
+        // rather than as "address in use" at start.
+        if let Some(first) = listeners.iter().position(|l| l.address == listener.address) {
+            errors.push(ConfigError::new(
+                key,
+                format!("{} is already listen[{first}]", listener.address),
+            ));
+        }
+        listeners.push(listener);
+    }
+    listeners
+}
+
+/// A TLS listener's files, read; `None` when any is unusable (each problem
+/// is recorded, the pair's and the client CA's both).
+fn listener_tls(key: &str, raw: RawListenerTls, errors: &mut Errors) -> Option<ListenerTls> {
+    let certificate = errors.keep(resolve::certificate_pair(
+        key,
+        &raw.cert_file,
+        &raw.key_file,
+    ));
+    let client_verifier = match &raw.client_ca_file {
+        None => Some(None),
+        Some(path) => errors
+            .keep(resolve::client_verifier(
+                &format!("{key}.client_ca_file"),
+                path,
             ))
-        })
-        .collect()
+            .map(Some),
+    };
+    Some(ListenerTls {
+        certificate: std::sync::Arc::new(certificate?),
+        client_verifier: client_verifier?,
+        cert_file: raw.cert_file,
+        key_file: raw.key_file,
+    })
 }
 
 /// Every upstream, or `None` when any is broken or there is none.

@@ -16,7 +16,7 @@ mod tokens;
 
 /// Checks every section; `None` if any problem was recorded.
 pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
-    let listen = raw.listen.map(|listen| listeners::listen(&listen, errors));
+    let listen = raw.listen.map(|listen| listeners::listen(listen, errors));
     let upstreams = raw
         .upstreams
         .and_then(|upstreams| listeners::upstreams(upstreams, errors));
