@@ -362,3 +362,155 @@ fn upstream_protocol_must_fit_its_transport() {
     assert!(error.key.starts_with("upstreams"), "{}", error.key);
     assert!(error.reason.contains("h2c"), "{}", error.reason);
 }
+
+/// A certificate pair and a CA bundle written to a temporary directory, and
+/// `MINIMAL` with a second listener `tls` on port 3443 (the YAML of its `tls`
+/// map; `{dir}` is the directory).
+struct TlsFiles {
+    dir: tempfile::TempDir,
+}
+
+impl TlsFiles {
+    fn new() -> TlsFiles {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, content: String| std::fs::write(dir.path().join(name), content);
+        let ours = rcgen::generate_simple_self_signed(vec!["app.example".into()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["other.example".into()]).unwrap();
+        write("tls.crt", ours.cert.pem()).unwrap();
+        write("tls.key", ours.signing_key.serialize_pem()).unwrap();
+        write("other.key", other.signing_key.serialize_pem()).unwrap();
+        write("ca.pem", other.cert.pem()).unwrap();
+        write("garbage.pem", "not a certificate\n".into()).unwrap();
+        TlsFiles { dir }
+    }
+
+    fn config(&self, tls: &str) -> String {
+        let tls = tls.replace("{dir}", self.dir.path().to_str().unwrap());
+        MINIMAL.replace(
+            "listen: [\"127.0.0.1:3000\"]",
+            &format!(
+                "listen:\n  - \"127.0.0.1:3000\"\n  - {{ address: \"127.0.0.1:3443\", tls: {tls} }}"
+            ),
+        )
+    }
+}
+
+#[test]
+fn listen_entries_are_addresses_or_maps_with_tls() {
+    let files = TlsFiles::new();
+    let config = load(&files.config(
+        "{ cert_file: \"{dir}/tls.crt\", key_file: \"{dir}/tls.key\", client_ca_file: \"{dir}/ca.pem\" }",
+    ))
+    .unwrap();
+    assert_eq!(config.listen.len(), 2);
+    assert!(config.listen[0].tls.is_none());
+    let tls = config.listen[1].tls.as_ref().unwrap();
+    assert_eq!(config.listen[1].address, "127.0.0.1:3443".parse().unwrap());
+    assert_eq!(tls.certificate.subject, "CN=rcgen self signed cert");
+    assert!(tls.client_verifier.is_some());
+    let plain_map = MINIMAL.replace("[\"127.0.0.1:3000\"]", "[{ address: \"127.0.0.1:3000\" }]");
+    assert!(load(&plain_map).unwrap().listen[0].tls.is_none());
+}
+
+#[test]
+fn an_unusable_tls_listener_names_the_key_at_fault() {
+    let files = TlsFiles::new();
+    for (tls, key, reason) in [
+        (
+            "{ cert_file: \"{dir}/missing.crt\", key_file: \"{dir}/tls.key\" }",
+            "listen[1].tls.cert_file",
+            "cannot read",
+        ),
+        (
+            "{ cert_file: \"{dir}/garbage.pem\", key_file: \"{dir}/tls.key\" }",
+            "listen[1].tls.cert_file",
+            "holds no PEM certificate",
+        ),
+        (
+            "{ cert_file: \"{dir}/tls.crt\", key_file: \"{dir}/garbage.pem\" }",
+            "listen[1].tls.key_file",
+            "holds no PEM private key",
+        ),
+        (
+            "{ cert_file: \"{dir}/tls.crt\", key_file: \"{dir}/other.key\" }",
+            "listen[1].tls.key_file",
+            "is not the private key of the certificate",
+        ),
+        (
+            "{ cert_file: \"{dir}/tls.crt\", key_file: \"{dir}/tls.key\", client_ca_file: \"{dir}/garbage.pem\" }",
+            "listen[1].tls.client_ca_file",
+            "holds no PEM certificate",
+        ),
+        (
+            "{ cert_file: \"{dir}/tls.crt\", key_file: \"{dir}/tls.key\", ca_file: x }",
+            "listen[1].tls.ca_file",
+            "unknown field `ca_file`",
+        ),
+        (
+            "{ cert_file: \"{dir}/tls.crt\" }",
+            "listen[1].tls",
+            "missing field `key_file`",
+        ),
+    ] {
+        let err = load(&files.config(tls)).unwrap_err();
+        assert_eq!(err.key, key, "{tls}: {err}");
+        assert!(err.reason.contains(reason), "{tls}: {err}");
+    }
+}
+
+#[test]
+fn every_tls_problem_and_a_repeated_address_are_reported_at_once() {
+    let files = TlsFiles::new();
+    let text = files
+        .config("{ cert_file: \"{dir}/garbage.pem\", key_file: \"{dir}/tls.key\", client_ca_file: \"{dir}/missing\" }")
+        .replace("- \"127.0.0.1:3000\"", "- \"127.0.0.1:3000\"\n  - \"127.0.0.1:3000\"");
+    let errors = Config::from_yaml(&text, &env).unwrap_err().0;
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "listen[1]",
+            "listen[2].tls.cert_file",
+            "listen[2].tls.client_ca_file"
+        ]
+    );
+    assert_eq!(errors[0].reason, "127.0.0.1:3000 is already listen[0]");
+    let not_an_entry = MINIMAL.replace("[\"127.0.0.1:3000\"]", "[[\"127.0.0.1:3000\"]]");
+    let err = load(&not_an_entry).unwrap_err();
+    assert_eq!(err.key, "listen[0]");
+    assert!(
+        err.reason.contains("an \"IP:port\" string or a map"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_expired_certificate_is_announced() {
+    let files = TlsFiles::new();
+    let mut params = rcgen::CertificateParams::new(vec!["app.example".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2001, 2, 3);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let expired = params.self_signed(&key).unwrap();
+    let dir = files.dir.path();
+    std::fs::write(dir.join("expired.crt"), expired.pem()).unwrap();
+    std::fs::write(dir.join("expired.key"), key.serialize_pem()).unwrap();
+    let config = load(
+        &files.config("{ cert_file: \"{dir}/expired.crt\", key_file: \"{dir}/expired.key\" }"),
+    )
+    .expect("an expired certificate is served: the files are followed");
+    let warnings = config.warnings();
+    assert!(
+        warnings.iter().any(
+            |w| w.starts_with("listen[1].tls.cert_file: the certificate")
+                && w.contains("expired at 2001-02-03T00:00:00Z")
+        ),
+        "{warnings:?}"
+    );
+    let fresh =
+        load(&files.config("{ cert_file: \"{dir}/tls.crt\", key_file: \"{dir}/tls.key\" }"));
+    assert!(!fresh
+        .unwrap()
+        .warnings()
+        .iter()
+        .any(|w| w.contains("expired")));
+}
