@@ -15,6 +15,8 @@
 //! - [`mount`]: files laid out the way Kubernetes mounts Secrets and ConfigMaps.
 //! - [`raw`]: HTTP/1.1 as bytes: a raw-socket client, and an upstream that
 //!   records the exact bytes it receives.
+//! - [`tls`]: a test CA issuing server and client certificates, and a TLS
+//!   client that reports what was negotiated.
 //! - [`wait`]: polling until a condition holds, with a deadline.
 //!
 //! Every test file is its own crate that compiles this whole module and uses a
@@ -30,12 +32,14 @@ pub mod metrics;
 pub mod mount;
 pub mod process;
 pub mod raw;
+pub mod tls;
 pub mod tokens;
 pub mod wait;
 
 #[allow(unused_imports)] // a test file uses only some of them
 pub use {
-    app::*, client::*, config::*, metrics::*, mount::*, process::*, raw::*, tokens::*, wait::*,
+    app::*, client::*, config::*, metrics::*, mount::*, process::*, raw::*, tls::*, tokens::*,
+    wait::*,
 };
 
 /// Keys, key sets and other files the tests read (`tests/fixtures`).

@@ -131,7 +131,7 @@ impl RawClient {
 }
 
 /// One response at the start of `bytes`, and how many bytes it took.
-fn parse_response(bytes: &[u8]) -> Option<(RawResponse, usize)> {
+pub fn parse_response(bytes: &[u8]) -> Option<(RawResponse, usize)> {
     let head_end = find(bytes, b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&bytes[..head_end - 4]).into_owned();
     let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
