@@ -127,12 +127,12 @@ impl Pair {
         };
         let next = match ServerCertificate::from_pem(chain, key) {
             Ok(next) => next,
+            // The log line names the file read (`which`); the other is named
+            // here when it is the one at fault.
+            Err(e) if e.file == which => return self.refuse(&[chain, key], e.reason),
             Err(e) => {
-                let path = match e.file {
-                    PairFile::Certificate => &self.cert_file,
-                    PairFile::Key => &self.key_file,
-                };
-                return self.refuse(&[chain, key], format!("{}: {e}", path.display()));
+                let reason = format!("{}: {e}", other_path.display());
+                return self.refuse(&[chain, key], reason);
             }
         };
         if let Ok(mut refused) = self.refused.lock() {

@@ -31,6 +31,14 @@ impl Pair {
         let der = CertificateDer::from_pem_slice(self.cert.as_bytes()).expect("a PEM certificate");
         serial_of(&der)
     }
+
+    /// When the certificate expires, in Unix seconds.
+    pub fn not_after(&self) -> i64 {
+        let der = CertificateDer::from_pem_slice(self.cert.as_bytes()).expect("a PEM certificate");
+        let (_, certificate) =
+            x509_parser::parse_x509_certificate(&der).expect("an X.509 certificate");
+        certificate.validity().not_after.timestamp()
+    }
 }
 
 fn serial_of(der: &CertificateDer<'_>) -> String {
