@@ -80,7 +80,7 @@ say "kubectl: $KUBECTL ($("$KUBECTL" version --client 2>/dev/null | tr '\n' ' ')
 
 # ---- streamgate -----------------------------------------------------------------
 cargo build --quiet --bin streamgate
-STREAMGATE=target/debug/streamgate
+STREAMGATE=${CARGO_TARGET_DIR:-target}/debug/streamgate
 
 # ---- the checks -----------------------------------------------------------------
 out=$(mktemp -d)

@@ -12,7 +12,8 @@ include them):
   4. every streamgate container holds the points of issue 5, item 2 (probes on
      the admin port, resources, securityContext, preStop sleep, a grace period
      that covers streamgate's shutdown, a writable /tmp for the pid file and
-     upgrade socket, config and secret where the config looks for them), every
+     upgrade socket, config, secret and a TLS listener's certificate files where
+     the config looks for them), every
      Service of its pods targets streamgate's port, the component leaves the app's
      containers and Services alone but for that targetPort, and all paths carry the
      same streamgate container.
@@ -86,6 +87,22 @@ def millicores(q: Any) -> Optional[float]:
 
 def port_of(address: str) -> int:
     return int(str(address).rsplit(":", 1)[1])
+
+
+def listen_addresses(cfg: dict) -> list[str]:
+    """The config's listen addresses: an entry is "IP:port" or a map with `address`."""
+    return [e.get("address", "") if isinstance(e, dict) else str(e) for e in cfg.get("listen") or []]
+
+
+def tls_files(cfg: dict) -> list[tuple[str, str]]:
+    """(key path, file) of every certificate file the TLS listeners read."""
+    files = []
+    for i, e in enumerate(cfg.get("listen") or []):
+        tls = e.get("tls") if isinstance(e, dict) else None
+        for key in ("cert_file", "key_file", "client_ca_file"):
+            if isinstance(tls, dict) and tls.get(key):
+                files.append((f"listen[{i}].tls.{key}", str(tls[key])))
+    return files
 
 
 def dig(obj: Any, *keys: Any, default: Any = None) -> Any:
@@ -220,7 +237,7 @@ def check_streamgate_container(res: Results, objs: list[dict], plan: pod.PodPlan
                   f"{label}: native sidecar (initContainers, restartPolicy: Always)",
                   f"restartPolicy is {c.get('restartPolicy')!r}: an init container that never exits blocks the pod")
 
-    listen_ports = sorted({port_of(a) for a in cfg.get("listen") or []})
+    listen_ports = sorted({port_of(a) for a in listen_addresses(cfg)})
     res.check(bool(listen_ports) and all(p in numbers for p in listen_ports),
               f"{label}: containerPort for the config's listen port(s) {listen_ports}",
               f"container ports {sorted(numbers)}")
@@ -301,6 +318,14 @@ def check_streamgate_container(res: Results, objs: list[dict], plan: pod.PodPlan
                   f"{label}: stream.api_secret_file {secret_file} is key {key!r} of mounted Secret "
                   f"{m.source if m else '?'}, readable by a non-root user (mode {oct(m.mode) if m else '?'})",
                   f"mount: {m}")
+    for key, path in tls_files(cfg):
+        m = plan.mount_for(path)
+        name = path[len(m.path):].lstrip("/") if m else None
+        readable = m is not None and (m.mode & 0o004 or dig(plan.pod_spec, "securityContext", "fsGroup"))
+        res.check(m is not None and m.kind == "secret" and name in m.files and bool(readable),
+                  f"{label}: {key} {path} is key {name!r} of mounted Secret "
+                  f"{m.source if m else '?'}, readable by a non-root user (mode {oct(m.mode) if m else '?'})",
+                  f"mount: {m}")
     needed = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", plan.config_text or "")))
     missing = [v for v in needed if v not in plan.env]
     res.check(not missing and not plan.unresolved_env,
@@ -317,7 +342,7 @@ def check_services(res: Results, objs: list[dict], plan: pod.PodPlan, label: str
     labels = dig(plan.deployment, "spec", "template", "metadata", "labels") or {}
     services = [s for s in pod.by_kind(objs, "Service") if selects(s, labels)]
     cfg = plan.config()
-    listen_ports = {port_of(a) for a in cfg.get("listen") or []}
+    listen_ports = {port_of(a) for a in listen_addresses(cfg)}
     sg_ports = {p.get("name"): p["containerPort"] for p in plan.container.get("ports") or []}
     res.check(bool(services), f"{label}: a Service selects the pods",
               f"no Service selector matches {labels}")
@@ -396,10 +421,17 @@ def check_component_leaves_app_alone(res: Results, directory: Path, kustomizatio
             res.check(changed == orig, f"{label}: Service/{name} is unchanged but for targetPort")
 
 
+TLS_PORT_NAME = "sg-https"
+TLS_MOUNT_PATH = "/etc/streamgate/tls"
+
+
 def normalized_container(c: dict) -> dict:
     c = copy.deepcopy(c)
     c.pop("restartPolicy", None)
     c.pop("image", None)  # each kustomization may point at its own registry
+    # What examples/tls adds for its TLS listener: its port and its certificate.
+    c["ports"] = [p for p in c.get("ports") or [] if p.get("name") != TLS_PORT_NAME]
+    c["volumeMounts"] = [m for m in c.get("volumeMounts") or [] if m.get("mountPath") != TLS_MOUNT_PATH]
     return c
 
 
@@ -487,7 +519,7 @@ def main() -> int:
         for label, c in containers.items():
             if label != first_label:
                 res.check(c == first, f"{label}: same streamgate container as {first_label} "
-                          "(but for image and restartPolicy)",
+                          "(but for image, restartPolicy, and a TLS listener's port and certificate mount)",
                           "the paths drifted apart")
 
     total = res.passed + len(res.failed)

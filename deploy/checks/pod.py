@@ -242,6 +242,13 @@ def lay_out(plan: PodPlan, root: Path) -> dict[str, Path]:
                 link = d / key
                 if not link.is_symlink():
                     link.symlink_to(f"..data/{key}")
+            # A mount inside this read-only volume (the certificate Secret at
+            # /etc/streamgate/tls in the config's /etc/streamgate) needs its
+            # mount point there: the kubelet creates it (kubernetes#60342).
+            for other in plan.mounts:
+                inner = other.path.rstrip("/")
+                if inner.startswith(m.path.rstrip("/") + "/"):
+                    (d / inner[len(m.path.rstrip("/")) + 1:]).mkdir(mode=0o755, parents=True, exist_ok=True)
         dirs[m.path] = d
     return dirs
 
@@ -266,9 +273,12 @@ def podfs_command(plan: PodPlan, dirs: dict[str, Path], binary: Path, scratch: P
     """Run the container's command (or `command`) with the pod's filesystem view."""
     scratch.mkdir(parents=True, exist_ok=True)
     specs = [f"{IMAGE_ENTRYPOINT}={binary}"]
-    # Mounts that hide other sources (e.g. /tmp, where the layout lives) go last.
-    ordered = sorted(plan.mounts, key=lambda m: any(
-        str(d).startswith(m.path.rstrip("/") + "/") for d in list(dirs.values()) + [binary, scratch]))
+    # Mounts that hide other sources (e.g. /tmp, where the layout lives) go last;
+    # otherwise parents before the mounts inside them, as containerd orders them
+    # (/etc/streamgate, then the certificate at /etc/streamgate/tls).
+    ordered = sorted(plan.mounts, key=lambda m: (any(
+        str(d).startswith(m.path.rstrip("/") + "/") for d in list(dirs.values()) + [binary, scratch]),
+        m.path.rstrip("/").count("/")))
     for m in ordered:
         suffix = "" if m.read_only else ":rw"
         specs.append(f"{m.path}={dirs[m.path]}{suffix}")
