@@ -128,6 +128,41 @@ fn a_mount_serves_the_latest_write_through_its_link() {
 }
 
 #[test]
+fn a_mount_of_several_keys_swaps_them_together() {
+    let mount = Mount::with_keys(&["tls.crt", "tls.key"]);
+    mount.publish(&[("tls.crt", b"cert 1"), ("tls.key", b"key 1")]);
+    let data = std::fs::read_link(mount.path().parent().unwrap().join("..data")).unwrap();
+    mount.publish(&[("tls.crt", b"cert 2"), ("tls.key", b"key 2")]);
+    assert_eq!(std::fs::read(mount.path_of("tls.crt")).unwrap(), b"cert 2");
+    assert_eq!(std::fs::read(mount.path_of("tls.key")).unwrap(), b"key 2");
+    assert_ne!(
+        std::fs::read_link(mount.path().parent().unwrap().join("..data")).unwrap(),
+        data,
+        "a new version directory, not a rewrite"
+    );
+}
+
+/// The TLS helpers' verdicts: certificates of one CA differ by serial (the
+/// rotation tests tell pairs apart by it), and the TLS 1.1 hello is one
+/// well-framed record holding one ClientHello.
+#[test]
+fn test_certificates_differ_by_serial_and_the_old_hello_is_well_framed() {
+    let ca = TestCa::new("harness CA");
+    let (one, two) = (ca.server(1), ca.server(2));
+    assert_ne!(one.serial(), two.serial());
+    assert_ne!(one.key, two.key);
+    assert!(one.not_after() > 0);
+    let hello = tls11_client_hello();
+    assert_eq!(&hello[..3], [0x16, 0x03, 0x01], "a handshake record");
+    let record_len = usize::from(u16::from_be_bytes([hello[3], hello[4]]));
+    assert_eq!(record_len, hello.len() - 5);
+    assert_eq!(hello[5], 0x01, "a ClientHello");
+    let body_len = usize::from(u16::from_be_bytes([hello[7], hello[8]]));
+    assert_eq!((hello[6], body_len), (0, hello.len() - 9));
+    assert_eq!(&hello[9..11], [0x03, 0x02], "offering TLS 1.1");
+}
+
+#[test]
 fn poll_gives_up_at_its_limit_and_returns_what_it_found() {
     assert_eq!(poll(Duration::from_millis(50), || None::<()>), None);
     let mut calls = 0;
