@@ -1,8 +1,9 @@
 //! TLS listeners (issue 11): ALPN offers h2 and http/1.1 and both are proxied,
 //! token routes answer over TLS, only TLS 1.2 and 1.3 are spoken, plain HTTP on
 //! the TLS port harms nothing, mutual TLS admits only the client CA's
-//! certificates, and an unusable certificate stops the start naming its key.
-//! Certificate rotation is in `tls_reload.rs`.
+//! certificates, an unusable certificate stops the start naming its key, and a
+//! graceful upgrade hands the TLS listener over. Certificate rotation is in
+//! `tls_reload.rs`.
 
 mod common;
 
@@ -188,6 +189,32 @@ async fn mutual_tls_admits_only_certificates_from_the_client_ca() {
     assert_eq!(admitted.status, 200);
     let stranger = request(Some(&strangers.client("intruder"))).unwrap_err();
     assert!(stranger.contains("alert"), "{stranger}");
+}
+
+/// Pingora's graceful upgrade hands the TLS listener's socket over; the new
+/// process serves with the certificate of its own configuration.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graceful_upgrade_hands_over_the_tls_listener() {
+    let app = start_app().await;
+    let ca = TestCa::new("listener CA");
+    let (first, second) = (ca.server(1), ca.server(2));
+    let (old_dir, new_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let old = Streamgate::start(&tls_config(app.addr, old_dir.path(), &first, ""));
+    let new = old.start_upgrade(&tls_config(app.addr, new_dir.path(), &second, ""));
+    old.signal("QUIT");
+    let mut old = old;
+    let exited = tokio::task::spawn_blocking(move || old.wait_exit(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(exited.is_some(), "the old process exits after handing over");
+    let mut client = TlsClient::connect(new.port, &ClientOptions::trusting(&ca.pem)).unwrap();
+    assert_eq!(client.served_serial(), second.serial());
+    assert_eq!(
+        client.get("/upgraded").unwrap().status,
+        200,
+        "{}",
+        new.logs()
+    );
 }
 
 /// `streamgate` with `args` on `config`; its exit code and stderr.
