@@ -289,6 +289,11 @@ fn the_tls_example_config_passes_the_check() {
     };
     let (code, stderr) = check(&[]);
     assert_eq!(code, Some(0), "{stderr}");
+    // As shipped, the development pair: loud, as the development secret is.
+    assert!(
+        stderr.contains("listen[1].tls.cert_file is the DEVELOPMENT certificate"),
+        "{stderr}"
+    );
     let ca = TestCa::new("operator CA");
     let pair = ca.server(7);
     let dir = tempfile::tempdir().unwrap();
@@ -301,6 +306,7 @@ fn the_tls_example_config_passes_the_check() {
     ];
     let (code, stderr) = check(&env);
     assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("DEVELOPMENT certificate"), "{stderr}");
     let (code, stderr) = check(&[("TLS_CERT_FILE", key.as_os_str())]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("listen[1].tls.cert_file"), "{stderr}");

@@ -37,6 +37,10 @@ use error::Errors;
 /// means the deployment forgot to provide a real one.
 pub const DEV_SECRET: &str = "dev-secret-do-not-use-in-production";
 
+/// The subject of the development certificate in `conf/tls/`, whose private
+/// key is in the repository: served, it warns at every start like [`DEV_SECRET`].
+const DEV_CERTIFICATE_SUBJECT: &str = "CN=streamgate development (localhost)";
+
 /// The validated configuration streamgate runs with.
 #[derive(Debug)]
 pub struct Config {
@@ -118,7 +122,7 @@ impl Config {
             SecretSource::Inline(_) => {}
         }
         warnings.extend(self.untrusted_front_warning());
-        warnings.extend(self.expired_certificate_warnings());
+        warnings.extend(self.certificate_warnings());
         for (route, settings) in self.token_routes() {
             if let IdentitySource::None = settings.identity {
                 warnings.push(format!(
@@ -163,26 +167,37 @@ impl Config {
 
     /// A certificate past its expiry is still served (it is what the files
     /// hold, and the files are followed), but every client will refuse it.
-    fn expired_certificate_warnings(&self) -> Vec<String> {
+    fn certificate_warnings(&self) -> Vec<String> {
         let now = std::time::SystemTime::now();
-        self.listen
-            .iter()
-            .enumerate()
-            .filter_map(|(i, listener)| {
-                let certificate = &listener.tls.as_ref()?.certificate;
-                let expiry = u64::try_from(certificate.not_after)
-                    .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-                    .unwrap_or(std::time::UNIX_EPOCH);
-                (expiry < now).then(|| {
-                    format!(
-                        "listen[{i}].tls.cert_file: the certificate ({}) expired at {}; clients \
+        let tls = || {
+            self.listen
+                .iter()
+                .enumerate()
+                .filter_map(|(i, listener)| Some((i, &listener.tls.as_ref()?.certificate)))
+        };
+        let development = tls()
+            .filter(|(_, certificate)| certificate.subject.contains(DEV_CERTIFICATE_SUBJECT))
+            .map(|(i, _)| {
+                format!(
+                    "listen[{i}].tls.cert_file is the DEVELOPMENT certificate from conf/tls/: its \
+                     private key is public, so the connection is not private. Mount your own pair \
+                     (TLS_CERT_FILE, TLS_KEY_FILE) before deploying."
+                )
+            });
+        let expired = tls().filter_map(|(i, certificate)| {
+            let expiry = u64::try_from(certificate.not_after)
+                .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (expiry < now).then(|| {
+                format!(
+                    "listen[{i}].tls.cert_file: the certificate ({}) expired at {}; clients \
                          refuse it until the file holds a valid one",
-                        certificate.subject,
-                        humantime::format_rfc3339_seconds(expiry)
-                    )
-                })
+                    certificate.subject,
+                    humantime::format_rfc3339_seconds(expiry)
+                )
             })
-            .collect()
+        });
+        development.chain(expired).collect()
     }
 
     fn listen_description(&self) -> String {
