@@ -11,6 +11,7 @@ use base64::Engine;
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
+use tonic::Code;
 
 /// A token shaped like the ones streamgate mints: the fixed HS256/JWT header
 /// segment, `claims`, and an HS256 signature with `secret`.
@@ -216,4 +217,130 @@ fn raw_client_and_recording_upstream_see_the_wire() {
         2,
         "both on one kept-alive connection"
     );
+}
+
+/// The gRPC app and client of `tests/grpc.rs`, with nothing between them:
+/// every call shape works, and statuses, messages and metadata arrive as the
+/// app sent them, so a difference through streamgate is streamgate's.
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_client_and_app_speak_every_call_shape_directly() {
+    let app = start_grpc_app().await;
+    let mut client = GrpcClient::connect(app.addr.port()).await;
+    let hello = EchoRequest {
+        message: "hello".into(),
+        ..EchoRequest::default()
+    };
+
+    let response = client
+        .unary_with(
+            "Unary",
+            hello.clone(),
+            &[("x-client-meta", "from the client")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.metadata().get("x-server-meta").unwrap(), "unary");
+    assert_eq!(response.get_ref().message, "hello");
+    assert_eq!(response.get_ref().client_meta, "from the client");
+
+    let outcome = client
+        .server_stream(EchoRequest {
+            count: 3,
+            ..hello.clone()
+        })
+        .await;
+    let texts: Vec<&str> = outcome.replies.iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(texts, ["hello 0", "hello 1", "hello 2"]);
+    assert!(outcome.end.is_ok());
+
+    let ended = client
+        .server_stream(EchoRequest {
+            count: 2,
+            code: Code::Aborted as i32,
+            ..hello.clone()
+        })
+        .await;
+    assert_eq!(ended.replies.len(), 2);
+    let status = ended.end.unwrap_err();
+    assert_eq!(status.code(), Code::Aborted);
+    assert_eq!(status.metadata().get(DETAIL_KEY).unwrap(), "from the app");
+
+    let values = (1..=4).map(|value| EchoRequest {
+        value,
+        ..EchoRequest::default()
+    });
+    let summed = client.client_stream(values.collect()).await.unwrap();
+    assert_eq!((summed.get_ref().index, summed.get_ref().sum), (4, 10));
+
+    let mut bidi = client.bidi().await.unwrap();
+    assert_eq!(bidi.exchange(hello.clone()).await.message, "echo: hello");
+    assert_eq!(bidi.exchange(hello.clone()).await.index, 1);
+    assert!(bidi.finish().await.is_ok());
+
+    let failed = client
+        .unary(
+            "Fail",
+            EchoRequest {
+                message: "no such thing: ü %".into(),
+                code: Code::NotFound as i32,
+                ..EchoRequest::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), Code::NotFound);
+    assert_eq!(failed.message(), "no such thing: ü %");
+    assert_eq!(failed.metadata().get(DETAIL_KEY).unwrap(), "from the app");
+
+    let missing = client.unary_at("/test.Echo/Nope", hello).await.unwrap_err();
+    assert_eq!(missing.code(), Code::Unimplemented);
+}
+
+/// The app does not enforce `grpc-timeout` and the client only sends it: a
+/// deadline test through streamgate cannot pass unless streamgate ends the
+/// call.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_grpc_app_and_client_leave_deadlines_to_the_proxy() {
+    let app = start_grpc_app().await;
+    let mut client = GrpcClient::connect(app.addr.port())
+        .await
+        .with_timeout(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let slow = EchoRequest {
+        message: "late".into(),
+        delay_ms: 400,
+        ..EchoRequest::default()
+    };
+    let reply = client.unary("Slow", slow).await.unwrap();
+    assert_eq!(reply.get_ref().message, "late");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let echoed = client.unary("Unary", EchoRequest::default()).await.unwrap();
+    assert_eq!(echoed.get_ref().grpc_timeout, "100000u");
+}
+
+/// The raw call sees what the gRPC client hides: the HTTP status, a status in
+/// trailers after a message, and a trailers-only answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_grpc_call_sees_status_in_trailers_and_trailers_only() {
+    let app = start_grpc_app().await;
+    let hello = EchoRequest {
+        message: "hello".into(),
+        ..EchoRequest::default()
+    };
+    let answer = raw_grpc_call(app.addr.port(), "/test.Echo/Unary", &hello).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.content_type(), "application/grpc");
+    assert_eq!(answer.headers.get("grpc-status"), None);
+    assert_eq!(answer.grpc_status(), Some(0));
+    assert_eq!(answer.body.len(), 5 + 7, "one frame holding \"hello\"");
+
+    let fail = EchoRequest {
+        code: Code::PermissionDenied as i32,
+        ..hello
+    };
+    let answer = raw_grpc_call(app.addr.port(), "/test.Echo/Fail", &fail).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers.get("grpc-status").unwrap(), "7");
+    assert_eq!(answer.grpc_field("grpc-message").as_deref(), Some("hello"));
+    assert!(answer.body.is_empty());
 }
