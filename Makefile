@@ -21,6 +21,8 @@ test: deps
 # Pingora's zlib-ng build needs cmake; a fresh Debian image does not have it.
 deps:
 	@command -v cmake >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
+	@# tests/grpc.rs uploads over h2c with curl --http2-prior-knowledge.
+	@command -v curl >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq curl; }
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 

@@ -293,7 +293,9 @@ impl Service<http::Request<Body>> for H2cConnection {
     }
 }
 
-/// A gRPC client of `test.Echo` on one [`H2cConnection`].
+/// A gRPC client of `test.Echo` on one [`H2cConnection`]; clones share the
+/// connection, each call its own HTTP/2 stream.
+#[derive(Clone)]
 pub struct GrpcClient {
     grpc: tonic::client::Grpc<H2cConnection>,
     timeout: Option<Duration>,
