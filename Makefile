@@ -18,10 +18,10 @@ test: deps
 	cargo test
 	$(MAKE) --no-print-directory deploy-check
 
-# Pingora's zlib-ng build needs cmake; a fresh Debian image does not have it.
+# Pingora's zlib-ng build needs cmake, and tests/grpc.rs curl (an h2c upload with
+# --http2-prior-knowledge); a fresh Debian image has neither.
 deps:
 	@command -v cmake >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
-	@# tests/grpc.rs uploads over h2c with curl --http2-prior-knowledge.
 	@command -v curl >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq curl; }
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
