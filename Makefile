@@ -30,6 +30,11 @@ deps:
 bench: deps
 	bash bench/run.sh
 
+## bench-h2: install h2load/nginx, build release, HTTP/2 and gRPC through streamgate vs direct (bench/h2.sh)
+.PHONY: bench-h2
+bench-h2: deps
+	bash bench/h2.sh
+
 ## soak: build release, 10 min of mixed traffic on loopback, growth verdict (bench/soak.sh; SOAK_SECONDS=60 to try it)
 .PHONY: soak
 soak: deps

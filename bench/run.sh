@@ -44,9 +44,6 @@ TOKEN_BODY='{"userId":"john_doe","validityInSeconds":7200,"callId":"meeting-123"
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO=sudo
-
 # ---------------------------------------------------------------------------
 # Cleanup: every process this script starts is recorded in PIDS and stopped on
 # any exit, including errors and Ctrl-C.
@@ -56,13 +53,12 @@ TMP=$(mktemp -d /tmp/streamgate-bench.XXXXXX)
 # the 1 MiB file in here (mktemp -d makes the directory 0700).
 chmod 755 "$TMP"
 PIDS=()
-REMOVE_POLICY_RC=0
 
 SG_PID=""
 
 cleanup() {
     stop_started
-    if [ "$REMOVE_POLICY_RC" = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+    remove_policy_rc
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -82,19 +78,7 @@ install_packages() {
     command -v npm >/dev/null || missing+=(npm)
     [ "${#missing[@]}" = 0 ] && return
     log "installing ${missing[*]} from Debian"
-    # Installing nginx would start the system nginx on port 80. A policy-rc.d
-    # that says "no" (exit 101) stops that; container images usually ship one.
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-        $SUDO chmod +x /usr/sbin/policy-rc.d
-        REMOVE_POLICY_RC=1
-    fi
-    $SUDO apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    if [ "$REMOVE_POLICY_RC" = 1 ]; then
-        $SUDO rm -f /usr/sbin/policy-rc.d
-        REMOVE_POLICY_RC=0
-    fi
+    apt_install "${missing[@]}"
 }
 
 install_node_packages() {
@@ -145,49 +129,15 @@ for port in "$SG_PORT" "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$EXPRESS_PORT" "$SG
 done
 
 
-# PIDs of the direct children of $1 (nginx workers), from /proc so no procps needed.
-children_of() {
-    grep -l "^PPid:[[:space:]]*$1\$" /proc/[0-9]*/status 2>/dev/null | cut -d/ -f3 || true
-}
-
-# nginx from a template in bench/nginx/: fill in ports and paths, run it in the
-# foreground (daemon off) so that its master PID is ours. Sets STARTED_PIDS to
-# "master worker..." (a global: a $(...) subshell could not add to PIDS).
-STARTED_PIDS=""
-start_nginx() {
-    local name=$1 template=$2 port=$3
-    local conf=$TMP/$name.conf
-    mkdir -p "$TMP/nginx-$name"
-    sed -e "s#@TMP@#$TMP#g" -e "s#@UPSTREAM_PORT@#$UPSTREAM_PORT#g" \
-        -e "s#@NGINX_PROXY_PORT@#$NGINX_PROXY_PORT#g" "$template" >"$conf"
-    # -e: nginx opens its compiled-in error log before reading the config.
-    nginx -p "$TMP/nginx-$name" -e "$TMP/$name.stderr.log" -c "$conf" >"$TMP/$name.stdout.log" 2>&1 &
-    local master=$!
-    PIDS+=("$master")
-    wait_for_port "$master" "$port" "nginx $name" "$TMP/$name.stderr.log"
-    # The master listens before it forks the worker: give the fork a moment.
-    local workers=""
-    for _ in $(seq 50); do
-        workers=$(children_of "$master")
-        [ -n "$workers" ] && break
-        sleep 0.1
-    done
-    [ -n "$workers" ] || die "nginx $name has no worker process"
-    # Workers are recorded too, so that they are stopped even if the master is
-    # killed (they would outlive it).
-    # shellcheck disable=SC2206
-    PIDS+=($workers)
-    STARTED_PIDS="$master ${workers//$'\n'/ }"
-}
-
 # The upstream's document root: the 1 MiB file for the large-response case.
 mkdir -p "$TMP/www"
 head -c $((1024 * 1024)) /dev/zero | tr '\0' 'x' >"$TMP/www/1mib"
 
 log "starting nginx upstream on :$UPSTREAM_PORT and nginx proxy on :$NGINX_PROXY_PORT"
-start_nginx upstream "$BENCH_DIR/nginx/upstream.conf" "$UPSTREAM_PORT"
+NGINX_PORTS=(UPSTREAM_PORT="$UPSTREAM_PORT" NGINX_PROXY_PORT="$NGINX_PROXY_PORT")
+start_nginx upstream "$BENCH_DIR/nginx/upstream.conf" "$UPSTREAM_PORT" "${NGINX_PORTS[@]}"
 UPSTREAM_PIDS=$STARTED_PIDS
-start_nginx proxy "$BENCH_DIR/nginx/proxy.conf" "$NGINX_PROXY_PORT"
+start_nginx proxy "$BENCH_DIR/nginx/proxy.conf" "$NGINX_PROXY_PORT" "${NGINX_PORTS[@]}"
 NGINX_PROXY_PIDS=$STARTED_PIDS
 
 log "starting streamgate on :$SG_PORT"
@@ -243,23 +193,6 @@ fi
 # 5. Measure. One row per case: warm-up run, reset the servers' peak RSS, the
 #    measured run, then read the peak back.
 # ---------------------------------------------------------------------------
-
-# Peak RSS is VmHWM. Writing 5 to clear_refs resets it to the current RSS, so
-# each row's peak is its own (the warm-up's resident memory still counts).
-reset_peak_rss() {
-    local pid
-    for pid in "$@"; do
-        echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
-    done
-}
-peak_rss_kib() {
-    local pid total=0 kib
-    for pid in "$@"; do
-        kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-        total=$((total + ${kib:-0}))
-    done
-    echo "$total"
-}
 
 # wrk prints latencies as 306.00us / 1.91ms / 1.02s; the table uses ms.
 to_ms() {
