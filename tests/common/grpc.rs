@@ -104,6 +104,10 @@ pub async fn start_grpc_app() -> GrpcApp {
     let addr = listener.local_addr().expect("gRPC app address");
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            // As tonic's own server does: without it, Nagle's algorithm and
+            // delayed ACKs hold each small WINDOW_UPDATE ~40 ms, and a large
+            // upload crawls one flow-control window at a time.
+            let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(|request| async {
                     Ok::<_, Infallible>(route(request).await)
@@ -264,6 +268,8 @@ impl H2cConnection {
         let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+        // As tonic's Channel and curl do (see the app's accept loop).
+        stream.set_nodelay(true).expect("TCP_NODELAY");
         let (sender, connection) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                 .await
