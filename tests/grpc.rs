@@ -2,8 +2,9 @@
 //! `protocol: h2c`, reached on streamgate's plain port with HTTP/2 prior
 //! knowledge by a tonic client. Every call shape, statuses and metadata from
 //! the app passed through unchanged, and the answers streamgate writes itself
-//! (app down, deadline missed, no route) in gRPC form. Plus HTTP/2 with a
-//! plain client: a large upload over h2c to an HTTP/1.1 app.
+//! (app down, deadline missed, no route) in gRPC form; the same calls over a
+//! TLS listener (ALPN h2). Plus HTTP/2 with a plain client: a large upload
+//! over h2c to an HTTP/1.1 app.
 
 mod common;
 
@@ -336,4 +337,46 @@ async fn a_5_mib_upload_over_h2c_reaches_an_http1_app_intact() {
     assert_eq!(echoed["method"], "POST");
     assert_eq!(echoed["body_len"], body.len());
     assert_eq!(echoed["body_sha256"], hex(&Sha256::digest(&body)));
+}
+
+/// gRPC over a TLS listener: ALPN picks h2, and the calls reach the h2c app
+/// behind it as on the plain port.
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_over_a_tls_listener() {
+    let app = start_grpc_app().await;
+    let ca = TestCa::new("listener CA");
+    let pair = ca.server(1);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, &pair.cert).unwrap();
+    std::fs::write(&key, &pair.key).unwrap();
+    let config = grpc_config(app.addr, "3s").replace(
+        "listen: [\"127.0.0.1:{port}\"]",
+        &format!(
+            "listen:\n  - {{ address: \"127.0.0.1:{{port}}\", tls: {{ cert_file: \"{}\", key_file: \"{}\" }} }}",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let gate = Streamgate::start(&config);
+    let mut client = GrpcClient::connect_tls(gate.port, &ca.pem).await;
+    let reply = client.unary("Unary", echo("secure")).await.unwrap();
+    assert_eq!(reply.get_ref().message, "secure");
+    let outcome = client
+        .server_stream(EchoRequest {
+            count: 10,
+            ..echo("item")
+        })
+        .await;
+    outcome.end.unwrap();
+    assert_eq!(outcome.replies.len(), 10);
+    let fail = EchoRequest {
+        code: Code::PermissionDenied as i32,
+        ..echo("not you")
+    };
+    let status = client.unary("Fail", fail).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::PermissionDenied, "not you")
+    );
 }

@@ -1,8 +1,9 @@
 //! gRPC on both sides of streamgate: a real gRPC app (tonic's server-side
-//! codec and method handling) and a real gRPC client (tonic's `Grpc` over a
-//! `Channel`), for the service `test.Echo`. The messages are written by hand
-//! with prost's derive, so there is no `.proto` file, no protoc and no build
-//! script; the handlers are what tonic-build would generate, minus the traits.
+//! codec and method handling) and a real gRPC client (tonic's `Grpc` on one
+//! HTTP/2 connection, h2c or TLS), for the service `test.Echo`. The messages
+//! are written by hand with prost's derive, so there is no `.proto` file, no
+//! protoc and no build script; the handlers are what tonic-build would
+//! generate, minus the traits.
 //!
 //! The app is served by hyper's HTTP/2 server (h2c, prior knowledge), not by
 //! `tonic::transport::Server`: tonic's server enforces `grpc-timeout` itself,
@@ -25,10 +26,13 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
+use rustls::pki_types::ServerName;
 use tonic::body::Body;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_prost::ProstCodec;
+
+use super::tls::ClientOptions;
 use tower::{service_fn, Service};
 
 /// The largest message either side accepts. tonic's default is 4 MiB; the
@@ -251,41 +255,70 @@ fn with_detail(code: Code, message: impl Into<String>) -> Status {
 // The client
 // ---------------------------------------------------------------------------
 
-/// One HTTP/2 connection with prior knowledge (h2c) to 127.0.0.1:`port`, as
-/// the tower service tonic's client runs on; raw calls use it too.
+/// One HTTP/2 connection to 127.0.0.1:`port`, with prior knowledge (h2c) or
+/// over TLS with ALPN `h2`, as the tower service tonic's client runs on; raw
+/// calls use it too.
 ///
 /// Not `tonic::transport::Channel`: a Channel enforces `grpc-timeout` itself
 /// and reports CANCELLED when it elapses, which would race streamgate's
 /// DEADLINE_EXCEEDED; on a bare hyper connection the deadline is only a header.
 #[derive(Clone)]
-pub struct H2cConnection {
+pub struct H2Connection {
     sender: hyper::client::conn::http2::SendRequest<Body>,
     origin: http::Uri,
 }
 
-impl H2cConnection {
-    pub async fn connect(port: u16) -> H2cConnection {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+impl H2Connection {
+    /// h2c: HTTP/2 from the first byte.
+    pub async fn connect(port: u16) -> H2Connection {
+        let stream = tcp_to(port).await;
+        H2Connection::handshake(stream, format!("http://127.0.0.1:{port}")).await
+    }
+
+    /// HTTP/2 over TLS to `localhost`, trusting the PEM CA `trust`; panics
+    /// unless the server picks `h2` by ALPN.
+    pub async fn connect_tls(port: u16, trust: &str) -> H2Connection {
+        let options = ClientOptions {
+            alpn: &["h2"],
+            ..ClientOptions::trusting(trust)
+        };
+        let name = ServerName::try_from("localhost").expect("server name");
+        let stream = tokio_rustls::TlsConnector::from(options.config())
+            .connect(name, tcp_to(port).await)
             .await
-            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
-        // As tonic's Channel and curl do (see the app's accept loop).
-        stream.set_nodelay(true).expect("TCP_NODELAY");
+            .unwrap_or_else(|e| panic!("TLS handshake with localhost:{port}: {e}"));
+        let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "ALPN picked h2");
+        H2Connection::handshake(stream, format!("https://localhost:{port}")).await
+    }
+
+    async fn handshake<T>(io: T, origin: String) -> H2Connection
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
                 .await
-                .unwrap_or_else(|e| panic!("HTTP/2 handshake with 127.0.0.1:{port}: {e}"));
+                .unwrap_or_else(|e| panic!("HTTP/2 handshake with {origin}: {e}"));
         // Ends when either side closes; calls in flight then fail on their own.
         tokio::spawn(connection);
-        H2cConnection {
+        H2Connection {
             sender,
-            origin: format!("http://127.0.0.1:{port}")
-                .parse()
-                .expect("origin URI"),
+            origin: origin.parse().expect("origin URI"),
         }
     }
 }
 
-impl Service<http::Request<Body>> for H2cConnection {
+async fn tcp_to(port: u16) -> tokio::net::TcpStream {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+    // As tonic's Channel and curl do (see the app's accept loop).
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    stream
+}
+
+impl Service<http::Request<Body>> for H2Connection {
     type Response = http::Response<Incoming>;
     type Error = hyper::Error;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
@@ -299,11 +332,11 @@ impl Service<http::Request<Body>> for H2cConnection {
     }
 }
 
-/// A gRPC client of `test.Echo` on one [`H2cConnection`]; clones share the
+/// A gRPC client of `test.Echo` on one [`H2Connection`]; clones share the
 /// connection, each call its own HTTP/2 stream.
 #[derive(Clone)]
 pub struct GrpcClient {
-    grpc: tonic::client::Grpc<H2cConnection>,
+    grpc: tonic::client::Grpc<H2Connection>,
     timeout: Option<Duration>,
 }
 
@@ -357,8 +390,18 @@ fn method_path(method: &str) -> PathAndQuery {
 }
 
 impl GrpcClient {
+    /// h2c, as to streamgate's plain port.
     pub async fn connect(port: u16) -> GrpcClient {
-        let connection = H2cConnection::connect(port).await;
+        GrpcClient::on(H2Connection::connect(port).await)
+    }
+
+    /// HTTP/2 over TLS, as to streamgate's TLS listeners (see
+    /// [`H2Connection::connect_tls`]).
+    pub async fn connect_tls(port: u16, trust: &str) -> GrpcClient {
+        GrpcClient::on(H2Connection::connect_tls(port, trust).await)
+    }
+
+    fn on(connection: H2Connection) -> GrpcClient {
         let origin = connection.origin.clone();
         GrpcClient {
             grpc: tonic::client::Grpc::with_origin(connection, origin)
@@ -546,7 +589,7 @@ pub fn grpc_frame(message: &EchoRequest) -> Bytes {
 /// POSTs one gRPC message to `path` on 127.0.0.1:`port` over h2c, with the
 /// headers a gRPC client sends, and reads the whole answer.
 pub async fn raw_grpc_call(port: u16, path: &str, message: &EchoRequest) -> RawGrpcAnswer {
-    let mut connection = H2cConnection::connect(port).await;
+    let mut connection = H2Connection::connect(port).await;
     let request = http::Request::post(format!("http://127.0.0.1:{port}{path}"))
         .header(http::header::CONTENT_TYPE, "application/grpc")
         .header(http::header::TE, "trailers")

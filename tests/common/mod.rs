@@ -14,7 +14,8 @@
 //! - [`metrics`]: scraping `/metrics` and waiting for a series to reach a value.
 //! - [`mount`]: files laid out the way Kubernetes mounts Secrets and ConfigMaps.
 //! - [`grpc`]: gRPC on both sides: the `test.Echo` app (tonic, h2c) and its
-//!   client, plus single calls read as raw HTTP/2 (status, headers, trailers).
+//!   client (h2c or TLS), plus single calls read as raw HTTP/2 (status,
+//!   headers, trailers).
 //! - [`raw`]: HTTP/1.1 as bytes: a raw-socket client, and an upstream that
 //!   records the exact bytes it receives.
 //! - [`tls`]: a test CA issuing server and client certificates, and a TLS
