@@ -13,9 +13,9 @@
 //!   mints, and signing identity-provider tokens for `identity: jwt`.
 //! - [`metrics`]: scraping `/metrics` and waiting for a series to reach a value.
 //! - [`mount`]: files laid out the way Kubernetes mounts Secrets and ConfigMaps.
-//! - [`grpc`]: gRPC on both sides: the `test.Echo` app (tonic, h2c) and its
-//!   client (h2c or TLS), plus single calls read as raw HTTP/2 (status,
-//!   headers, trailers).
+//! - [`grpc`]: the gRPC app (`test.Echo`, tonic, h2c) and its messages.
+//! - [`grpc_client`]: its client (h2c or TLS), and single calls read as raw
+//!   HTTP/2 (status, headers, trailers).
 //! - [`raw`]: HTTP/1.1 as bytes: a raw-socket client, and an upstream that
 //!   records the exact bytes it receives.
 //! - [`tls`]: a test CA issuing server and client certificates, and a TLS
@@ -32,6 +32,7 @@ pub mod app;
 pub mod client;
 pub mod config;
 pub mod grpc;
+pub mod grpc_client;
 pub mod metrics;
 pub mod mount;
 pub mod process;
@@ -42,8 +43,8 @@ pub mod wait;
 
 #[allow(unused_imports)] // a test file uses only some of them
 pub use {
-    app::*, client::*, config::*, grpc::*, metrics::*, mount::*, process::*, raw::*, tls::*,
-    tokens::*, wait::*,
+    app::*, client::*, config::*, grpc::*, grpc_client::*, metrics::*, mount::*, process::*,
+    raw::*, tls::*, tokens::*, wait::*,
 };
 
 /// Keys, key sets and other files the tests read (`tests/fixtures`).
