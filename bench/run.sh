@@ -32,12 +32,14 @@ UPSTREAM_PORT=$((PORT_BASE + 1))
 NGINX_PROXY_PORT=$((PORT_BASE + 2))
 EXPRESS_PORT=$((PORT_BASE + 3))
 SG_ADMIN_PORT=$((PORT_BASE + 4))
+FLOOR_PORT=$((PORT_BASE + 5))
 
 # Fixed test credentials, the same for streamgate (in its YAML) and Express.
 STREAM_API_KEY=bench-key
 STREAM_API_SECRET=bench-secret-not-a-real-stream-secret
 
 SG_BIN=$ROOT/target/release/streamgate
+FLOOR_BIN=$ROOT/target/release/examples/pingora-floor
 RESULTS=$BENCH_DIR/results/latest.md
 TOKEN_BODY='{"userId":"john_doe","validityInSeconds":7200,"callId":"meeting-123","callType":"default"}'
 
@@ -98,8 +100,8 @@ install_node_packages
 # ---------------------------------------------------------------------------
 # 2. Build streamgate and check the benchmark configuration.
 # ---------------------------------------------------------------------------
-log "cargo build --release"
-cargo build --release >&2
+log "cargo build --release (streamgate and the pingora-floor example)"
+cargo build --release --bin streamgate --example pingora-floor >&2
 
 export BENCH_TMP=$TMP BENCH_SG_PORT=$SG_PORT BENCH_UPSTREAM_PORT=$UPSTREAM_PORT BENCH_ADMIN_PORT=$SG_ADMIN_PORT
 SG_CONFIG=$TMP/streamgate-bench.yaml
@@ -124,8 +126,8 @@ fi
 # 3. Start the servers.
 # ---------------------------------------------------------------------------
 
-for port in "$SG_PORT" "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$EXPRESS_PORT" "$SG_ADMIN_PORT"; do
-    port_in_use "$port" && die "127.0.0.1:$port is already in use (set BENCH_PORT_BASE to move all five ports)"
+for port in "$SG_PORT" "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$EXPRESS_PORT" "$SG_ADMIN_PORT" "$FLOOR_PORT"; do
+    port_in_use "$port" && die "127.0.0.1:$port is already in use (set BENCH_PORT_BASE to move all six ports)"
 done
 
 
@@ -145,6 +147,12 @@ RUST_LOG=warn "$SG_BIN" -c "$SG_CONFIG" >"$TMP/streamgate.log" 2>&1 &
 SG_PID=$!
 PIDS+=("$SG_PID")
 wait_for_port "$SG_PID" "$SG_PORT" streamgate "$TMP/streamgate.log"
+
+log "starting the bare Pingora floor on :$FLOOR_PORT"
+"$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$UPSTREAM_PORT" >"$TMP/floor.log" 2>&1 &
+FLOOR_PID=$!
+PIDS+=("$FLOOR_PID")
+wait_for_port "$FLOOR_PID" "$FLOOR_PORT" pingora-floor "$TMP/floor.log"
 
 log "starting the Express reference on :$EXPRESS_PORT"
 (cd "$BENCH_DIR/reference-express" &&
@@ -174,7 +182,7 @@ for port in "$SG_PORT" "$EXPRESS_PORT"; do
         -H 'Content-Type: application/json' --data "$TOKEN_BODY" "http://127.0.0.1:$port/api/tokens/user"
 done
 head -c $((1024 * 1024)) /dev/zero | tr '\0' 'a' >"$TMP/upload.bin"
-for port in "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$SG_PORT"; do
+for port in "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$SG_PORT" "$FLOOR_PORT"; do
     expect "small GET on :$port" '"source":"upstream"' "http://127.0.0.1:$port/small"
     size=$(curl -sS -m 10 -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port/1mib")
     [ "$size" = 1048576 ] || die "1 MiB GET on :$port: got $size bytes"
@@ -206,6 +214,25 @@ ROWS=$TMP/rows.tsv
 : >"$ROWS"
 ROW=0
 
+# CPU time (user + system, clock ticks) of the processes PIDs so far.
+cpu_ticks() {
+    local pid total=0
+    for pid in "$@"; do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$total"
+}
+
+# CPU µs per request between two cpu_ticks readings, over the requests the
+# wrk outputs FILES... report.
+cpu_us_per_request() {
+    local before=$1 after=$2
+    shift 2
+    awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+        /requests in/ {n += $1}
+        END { if (n > 0) printf "%.1f", ticks * 1000000 / hz / n; else print "n/a" }' "$@"
+}
+
 # run_case KEY CASE TARGET URL LUA_SCRIPT|- PID...
 # KEY names the row for the ratios; the PIDs are the server processes whose
 # memory counts (the proxy's, not the upstream's behind it).
@@ -218,6 +245,8 @@ run_case() {
     log "[$ROW] $case_name: $target ($url)"
     wrk "${args[@]}" -d"$WARMUP" "$url" >/dev/null
     reset_peak_rss "$@"
+    local ticks_before
+    ticks_before=$(cpu_ticks "$@")
     # REPEAT measured runs; the row is the run with the median requests/s, so
     # that one run disturbed by the other processes on the machine does not
     # decide a ratio. Peak RSS is over all of them.
@@ -226,6 +255,8 @@ run_case() {
         wrk "${args[@]}" -d"$DURATION" "$url" >"$TMP/wrk-$ROW-$key-$r.txt"
         runs+=("$(awk '/^Requests\/sec:/ {print $2}' "$TMP/wrk-$ROW-$key-$r.txt") $r")
     done
+    local cpu_us
+    cpu_us=$(cpu_us_per_request "$ticks_before" "$(cpu_ticks "$@")" "$TMP/wrk-$ROW-$key-"*.txt)
     local median
     median=$(printf '%s\n' "${runs[@]}" | sort -n | awk -v n="$REPEAT" 'NR == int((n + 1) / 2) {print $2}')
     local out=$TMP/wrk-$ROW-$key-$median.txt
@@ -241,9 +272,9 @@ run_case() {
     [ -n "$non2xx" ] && note="$non2xx non-2xx responses!"
     [ -n "$errors" ] && note="${note:+$note; }socket errors: $errors"
     [ -n "$note" ] && log "    WARNING: $note (wrk output: $out)"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$case_name" "$target" \
-        "${rps:-0}" "$p50" "$p99" "$rss_kib" "$note" >>"$ROWS"
-    log "    $rps req/s, p50 $p50 ms, p99 $p99 ms, peak RSS $((rss_kib / 1024)) MiB"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$case_name" "$target" \
+        "${rps:-0}" "$p50" "$p99" "$rss_kib" "$note" "$cpu_us" >>"$ROWS"
+    log "    $rps req/s, p50 $p50 ms, p99 $p99 ms, CPU $cpu_us us/request, peak RSS $((rss_kib / 1024)) MiB"
 }
 
 SG=http://127.0.0.1:$SG_PORT
@@ -257,11 +288,12 @@ EX=http://127.0.0.1:$EXPRESS_PORT
     if [ "$CEILING" = 1 ]; then
         run_case ceiling "Ceiling (constant body)" "streamgate direct_response" "$SG/ceiling" - "$SG_PID"
     else
-        printf 'ceiling\tCeiling (constant body)\tstreamgate direct_response\tn/a\tn/a\tn/a\tn/a\tdirect_response not in this build\n' >>"$ROWS"
+        printf 'ceiling\tCeiling (constant body)\tstreamgate direct_response\tn/a\tn/a\tn/a\tn/a\tdirect_response not in this build\tn/a\n' >>"$ROWS"
     fi
     run_case small_direct "Small GET" "nginx direct (return 200)" "$UP/small" - $UPSTREAM_PIDS
     run_case small_nginx "Small GET" "nginx proxy_pass" "$NX/small" - $NGINX_PROXY_PIDS
     run_case small_sg "Small GET" "streamgate" "$SG/small" - "$SG_PID"
+    run_case small_floor "Small GET" "bare Pingora (floor: bench/pingora_floor.rs)" "http://127.0.0.1:$FLOOR_PORT/small" - "$FLOOR_PID"
     run_case big_direct "1 MiB response" "nginx direct (sendfile)" "$UP/1mib" - $UPSTREAM_PIDS
     run_case big_nginx "1 MiB response" "nginx proxy_pass" "$NX/1mib" - $NGINX_PROXY_PIDS
     run_case big_sg "1 MiB response" "streamgate" "$SG/1mib" - "$SG_PID"
@@ -276,6 +308,7 @@ EX=http://127.0.0.1:$EXPRESS_PORT
 field() { awk -F'\t' -v k="$1" -v c="$2" '$1 == k {print $c}' "$ROWS"; }
 rps() { field "$1" 4; }
 p99() { field "$1" 6; }
+cpu() { field "$1" 9; }
 
 # ratio A B: A/B with two decimals, or n/a when either side is missing.
 ratio() {
@@ -305,12 +338,12 @@ report() {
         "every server on one worker/thread (streamgate \`threads: 1\`, nginx \`worker_processes 1\`, node)."
     echo "- Peak RSS: VmHWM of the server's processes during the measured run (nginx: master + worker; for a proxy, the proxy only)."
     echo
-    echo "| Case | Target | Requests/s | p50 (ms) | p99 (ms) | Peak RSS (MiB) | Note |"
-    echo "| --- | --- | ---: | ---: | ---: | ---: | --- |"
+    echo "| Case | Target | Requests/s | CPU µs/request | p50 (ms) | p99 (ms) | Peak RSS (MiB) | Note |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
     awk -F'\t' '{
         rss = ($7 == "n/a") ? "n/a" : sprintf("%.1f", $7 / 1024)
         rps = ($4 == "n/a") ? "n/a" : sprintf("%.0f", $4)
-        printf "| %s | %s | %s | %s | %s | %s | %s |\n", $2, $3, rps, $5, $6, rss, $8 }' "$ROWS"
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $3, rps, $9, $5, $6, rss, $8 }' "$ROWS"
     echo
 
     local r sg_rss
@@ -334,6 +367,10 @@ report() {
         r=$(ratio "$(p99 ${key}_sg)" "$(p99 ${key}_nginx)")
         echo "| Pass-through ($label) vs nginx proxy_pass, p99 ($(p99 ${key}_sg) vs $(p99 ${key}_nginx) ms) | ${r}× | ≤ 1.0× | $(verdict "$r" '<=' 1.0) |"
     done
+    r=$(ratio "$(cpu small_sg)" "$(cpu small_nginx)")
+    echo "| Pass-through (small GET) vs nginx proxy_pass, CPU µs/request ($(cpu small_sg) vs $(cpu small_nginx)) | ${r}× | ≤ 1.0× | $(verdict "$r" '<=' 1.0) |"
+    r=$(ratio "$(cpu small_sg)" "$(cpu small_floor)")
+    echo "| Pass-through (small GET) vs bare Pingora, CPU µs/request ($(cpu small_sg) vs $(cpu small_floor)) | ${r}× | ≤ 1.05× | $(verdict "$r" '<=' 1.05) |"
     r=$(ratio "$(rps token_sg)" "$(rps ceiling)")
     echo "| Token endpoint vs ceiling, requests/s | ${r}× | ≥ 0.8× | $(verdict "$r" '>=' 0.8) |"
     sg_rss=$(awk -F'\t' '$3 ~ /^streamgate/ && $7 != "n/a" && $7 + 0 > m {m = $7} END {printf "%.1f", m / 1024}' "$ROWS")

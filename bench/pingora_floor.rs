@@ -1,0 +1,56 @@
+//! The floor of the pass-through rows in `make bench`: a bare Pingora proxy
+//! with nothing of streamgate's (no routing, head limits, header rules, token
+//! routes, metrics or logs), built with the same Pingora, allocator and
+//! release profile, on one worker thread. What streamgate costs above it is
+//! what streamgate's own work costs; what it costs above nginx and this both
+//! is Pingora's.
+//!
+//!     cargo run --release --example pingora-floor -- LISTEN UPSTREAM
+//!     cargo run --release --example pingora-floor -- 127.0.0.1:18085 127.0.0.1:18081
+
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Floor {
+    upstream: SocketAddr,
+}
+
+#[async_trait]
+impl ProxyHttp for Floor {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {
+        eprintln!("usage: pingora-floor LISTEN_ADDRESS UPSTREAM_ADDRESS");
+        std::process::exit(2);
+    };
+    let Ok(upstream) = upstream.parse::<SocketAddr>() else {
+        eprintln!("pingora-floor: {upstream:?} is not an IP:port address");
+        std::process::exit(2);
+    };
+    let conf = ServerConf {
+        threads: 1,
+        work_stealing: false,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = http_proxy_service(&server.configuration, Floor { upstream });
+    proxy.add_tcp(&listen);
+    server.add_service(proxy);
+    server.run_forever();
+}
