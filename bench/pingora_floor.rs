@@ -1,7 +1,7 @@
 //! The floor of the pass-through rows in `make bench`: a bare Pingora proxy
 //! with nothing of streamgate's (no routing, head limits, header rules, token
-//! routes, metrics or logs), built with the same Pingora, allocator and
-//! release profile, on one worker thread. What streamgate costs above it is
+//! routes, metrics or logs), built with the same Pingora, allocator (the
+//! system's) and release profile, on one worker thread. What streamgate costs above it is
 //! what streamgate's own work costs; what it costs above nginx and this both
 //! is Pingora's.
 //!
@@ -13,9 +13,6 @@ use std::net::SocketAddr;
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Floor {
     upstream: SocketAddr,

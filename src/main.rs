@@ -8,15 +8,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use streamgate::config::Config;
 
-/// mimalloc (its v3), not glibc's malloc: every proxied request allocates and
-/// frees Pingora's per-request buffers, where glibc spent ~11 % of the CPU
-/// (issue 12's profile, `malloc_consolidate`). Measured on a small proxied
-/// GET (7 alternating rounds, medians): 45.7 → 36.4 µs of CPU per request,
-/// for +0.8 MiB of idle RSS (mimalloc v2 was 34.6 µs but +8 MiB; jemalloc
-/// 45.0 µs).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A Pingora sidecar that mints GetStream.io user tokens and proxies everything else.
 #[derive(Parser)]
 #[command(version)]
