@@ -33,6 +33,7 @@ NGINX_PROXY_PORT=$((PORT_BASE + 2))
 EXPRESS_PORT=$((PORT_BASE + 3))
 SG_ADMIN_PORT=$((PORT_BASE + 4))
 FLOOR_PORT=$((PORT_BASE + 5))
+HAPROXY_PORT=$((PORT_BASE + 6))
 
 # Fixed test credentials, the same for streamgate (in its YAML) and Express.
 STREAM_API_KEY=bench-key
@@ -76,6 +77,7 @@ install_packages() {
     command -v wrk >/dev/null || missing+=(wrk)
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     command -v curl >/dev/null || missing+=(curl)
+    command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
     [ "${#missing[@]}" = 0 ] && return
@@ -126,8 +128,8 @@ fi
 # 3. Start the servers.
 # ---------------------------------------------------------------------------
 
-for port in "$SG_PORT" "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$EXPRESS_PORT" "$SG_ADMIN_PORT" "$FLOOR_PORT"; do
-    port_in_use "$port" && die "127.0.0.1:$port is already in use (set BENCH_PORT_BASE to move all six ports)"
+for port in "$SG_PORT" "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$EXPRESS_PORT" "$SG_ADMIN_PORT" "$FLOOR_PORT" "$HAPROXY_PORT"; do
+    port_in_use "$port" && die "127.0.0.1:$port is already in use (set BENCH_PORT_BASE to move all seven ports)"
 done
 
 
@@ -147,6 +149,14 @@ RUST_LOG=warn "$SG_BIN" -c "$SG_CONFIG" >"$TMP/streamgate.log" 2>&1 &
 SG_PID=$!
 PIDS+=("$SG_PID")
 wait_for_port "$SG_PID" "$SG_PORT" streamgate "$TMP/streamgate.log"
+
+log "starting HAProxy on :$HAPROXY_PORT"
+sed -e "s/@HAPROXY_PORT@/$HAPROXY_PORT/g" -e "s/@UPSTREAM_PORT@/$UPSTREAM_PORT/g" \
+    "$BENCH_DIR/haproxy/proxy.cfg" >"$TMP/haproxy.cfg"
+haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+HAPROXY_PID=$!
+PIDS+=("$HAPROXY_PID")
+wait_for_port "$HAPROXY_PID" "$HAPROXY_PORT" haproxy "$TMP/haproxy.log"
 
 log "starting the bare Pingora floor on :$FLOOR_PORT"
 "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$UPSTREAM_PORT" >"$TMP/floor.log" 2>&1 &
@@ -182,7 +192,7 @@ for port in "$SG_PORT" "$EXPRESS_PORT"; do
         -H 'Content-Type: application/json' --data "$TOKEN_BODY" "http://127.0.0.1:$port/api/tokens/user"
 done
 head -c $((1024 * 1024)) /dev/zero | tr '\0' 'a' >"$TMP/upload.bin"
-for port in "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$SG_PORT" "$FLOOR_PORT"; do
+for port in "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$SG_PORT" "$FLOOR_PORT" "$HAPROXY_PORT"; do
     expect "small GET on :$port" '"source":"upstream"' "http://127.0.0.1:$port/small"
     size=$(curl -sS -m 10 -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port/1mib")
     [ "$size" = 1048576 ] || die "1 MiB GET on :$port: got $size bytes"
@@ -280,6 +290,7 @@ run_case() {
 SG=http://127.0.0.1:$SG_PORT
 UP=http://127.0.0.1:$UPSTREAM_PORT
 NX=http://127.0.0.1:$NGINX_PROXY_PORT
+HA=http://127.0.0.1:$HAPROXY_PORT
 EX=http://127.0.0.1:$EXPRESS_PORT
 # shellcheck disable=SC2086 # the PID lists are meant to split into arguments
 {
@@ -292,13 +303,16 @@ EX=http://127.0.0.1:$EXPRESS_PORT
     fi
     run_case small_direct "Small GET" "nginx direct (return 200)" "$UP/small" - $UPSTREAM_PIDS
     run_case small_nginx "Small GET" "nginx proxy_pass" "$NX/small" - $NGINX_PROXY_PIDS
+    run_case small_haproxy "Small GET" "HAProxy" "$HA/small" - "$HAPROXY_PID"
     run_case small_sg "Small GET" "streamgate" "$SG/small" - "$SG_PID"
     run_case small_floor "Small GET" "bare Pingora (floor: bench/pingora_floor.rs)" "http://127.0.0.1:$FLOOR_PORT/small" - "$FLOOR_PID"
     run_case big_direct "1 MiB response" "nginx direct (sendfile)" "$UP/1mib" - $UPSTREAM_PIDS
     run_case big_nginx "1 MiB response" "nginx proxy_pass" "$NX/1mib" - $NGINX_PROXY_PIDS
+    run_case big_haproxy "1 MiB response" "HAProxy" "$HA/1mib" - "$HAPROXY_PID"
     run_case big_sg "1 MiB response" "streamgate" "$SG/1mib" - "$SG_PID"
     run_case up_direct "1 MiB upload" "nginx direct" "$UP/upload" upload.lua $UPSTREAM_PIDS
     run_case up_nginx "1 MiB upload" "nginx proxy_pass" "$NX/upload" upload.lua $NGINX_PROXY_PIDS
+    run_case up_haproxy "1 MiB upload" "HAProxy" "$HA/upload" upload.lua "$HAPROXY_PID"
     run_case up_sg "1 MiB upload" "streamgate" "$SG/upload" upload.lua "$SG_PID"
 }
 
@@ -369,6 +383,8 @@ report() {
     done
     r=$(ratio "$(cpu small_sg)" "$(cpu small_nginx)")
     echo "| Pass-through (small GET) vs nginx proxy_pass, CPU µs/request ($(cpu small_sg) vs $(cpu small_nginx)) | ${r}× | ≤ 1.0× | $(verdict "$r" '<=' 1.0) |"
+    r=$(ratio "$(cpu small_sg)" "$(cpu small_haproxy)")
+    echo "| Pass-through (small GET) vs HAProxy, CPU µs/request ($(cpu small_sg) vs $(cpu small_haproxy)) | ${r}× | ≤ 1.0× | $(verdict "$r" '<=' 1.0) |"
     r=$(ratio "$(cpu small_sg)" "$(cpu small_floor)")
     echo "| Pass-through (small GET) vs bare Pingora, CPU µs/request ($(cpu small_sg) vs $(cpu small_floor)) | ${r}× | ≤ 1.05× | $(verdict "$r" '<=' 1.05) |"
     r=$(ratio "$(rps token_sg)" "$(rps ceiling)")
