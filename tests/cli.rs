@@ -281,3 +281,78 @@ fn the_example_config_runs_as_make_run_starts_it() {
         "{stderr}"
     );
 }
+
+/// The TLS + gRPC example as the README starts it (`make run
+/// CONFIG=conf/tls-grpc.yaml`, then `curl --cacert conf/tls/dev.crt
+/// https://localhost:3443/`): its development pair verifies for `localhost`,
+/// curl gets HTTP/2 by ALPN, a token is minted over it, a gRPC call to the
+/// absent gRPC app is told UNAVAILABLE in gRPC's form, and the development
+/// pair is announced.
+#[test]
+fn the_tls_example_config_serves_as_the_readme_shows() {
+    let [port, tls_port, admin] = [(); 3].map(|()| common::free_port());
+    let logs = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(binary())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-c", "conf/tls-grpc.yaml"])
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        .env("TLS_LISTEN", format!("127.0.0.1:{tls_port}"))
+        .env("ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+        .env("APP_ADDRESS", "127.0.0.1:1")
+        .env("GRPC_ADDRESS", "127.0.0.1:1")
+        .env_remove("TLS_CERT_FILE")
+        .env_remove("TLS_KEY_FILE")
+        .stdout(std::process::Stdio::null())
+        .stderr(logs.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let up = common::poll(std::time::Duration::from_secs(15), || {
+        std::net::TcpStream::connect(("127.0.0.1", tls_port)).ok()
+    });
+    let curl = |args: &[&str]| {
+        let output = Command::new("curl")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["-sS", "--max-time", "10", "--cacert", "conf/tls/dev.crt"])
+            .args(["--resolve", &format!("localhost:{tls_port}:127.0.0.1")])
+            .args(["-w", "\n%{http_version} %{http_code}", "-D", "-"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr)
+    };
+    let base = format!("https://localhost:{tls_port}");
+    let answers = up.map(|_| {
+        [
+            curl(&[&format!("{base}/")]),
+            curl(&[
+                "-H",
+                "content-type: application/json",
+                "-d",
+                r#"{"userId":"john_doe"}"#,
+                &format!("{base}/api/tokens/user"),
+            ]),
+            curl(&[
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/grpc",
+                "-H",
+                "te: trailers",
+                &format!("{base}/helloworld.Greeter/SayHello"),
+            ]),
+        ]
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(logs.path()).unwrap();
+    let [root, token, grpc] =
+        answers.unwrap_or_else(|| panic!("streamgate did not listen:\n{stderr}"));
+    // The app is absent: the JSON 502, over HTTP/2 with a verified certificate.
+    assert!(root.ends_with("\n2 502"), "{root}");
+    assert!(token.ends_with("\n2 200"), "{token}");
+    assert!(token.contains(r#""userId":"john_doe""#), "{token}");
+    assert!(grpc.contains("grpc-status: 14"), "{grpc}");
+    assert!(grpc.ends_with("\n2 200"), "{grpc}");
+    assert!(stderr.contains("DEVELOPMENT certificate"), "{stderr}");
+}
