@@ -8,6 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
 
@@ -104,19 +105,25 @@ async fn a_broken_pair_keeps_the_last_good_one_and_is_counted() {
         &mount.path_of("tls.crt"),
         &mount.path_of("tls.key"),
     ));
-    let failures_reach = |wanted: f64| {
+    let failures_reach = |wanted: fn(f64) -> bool| {
         let labels = [("listener", listener(&gate))];
         let gate = &gate;
         async move {
             let labels = [(labels[0].0, labels[0].1.as_str())];
-            metric_reaches(gate, FAILURES, &labels, |n| n == wanted).await
+            metric_reaches(gate, FAILURES, &labels, wanted).await
         }
     };
 
     publish(&mount, "not a certificate\n", &first.key);
-    assert!(failures_reach(1.0).await, "{}", gate.logs());
+    assert!(failures_reach(|n| n == 1.0).await, "{}", gate.logs());
+    // Every event in the directory reads the pair again: one broken pair,
+    // however often read, is one failure.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(&gate, FAILURES).await, 1.0, "each broken pair once");
+    // A read that straddles the next swap (the new certificate with the
+    // previous key) is a broken pair of its own, so at least one more.
     publish(&mount, &second.cert, &third.key);
-    assert!(failures_reach(2.0).await, "{}", gate.logs());
+    assert!(failures_reach(|n| n >= 2.0).await, "{}", gate.logs());
     assert_eq!(served_to_a_new_connection(&gate, &ca), first.serial());
     let mut client = TlsClient::connect(gate.port, &ClientOptions::trusting(&ca.pem)).unwrap();
     assert_eq!(client.get("/still-served").unwrap().status, 200);
@@ -134,10 +141,15 @@ async fn a_broken_pair_keeps_the_last_good_one_and_is_counted() {
     assert_eq!(count(&gate, RELOADS).await, 0.0);
     assert_eq!(count(&gate, EXPIRY).await, first.not_after() as f64);
 
+    let failures = count(&gate, FAILURES).await;
     publish(&mount, &third.cert, &third.key);
     assert!(new_connections_get(&gate, &ca, &third.serial()).await);
     assert_eq!(count(&gate, RELOADS).await, 1.0);
-    assert_eq!(count(&gate, FAILURES).await, 2.0, "each broken pair once");
+    assert_eq!(
+        count(&gate, FAILURES).await,
+        failures,
+        "a good pair is no failure"
+    );
 }
 
 /// A rotation by hand in a plain directory, each file replaced on its own
