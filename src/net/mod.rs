@@ -2,8 +2,9 @@
 //! route sees it, and what it adds for the app. Trusted peers and the client
 //! address ([`trusted`]), the `X-Forwarded-*` headers ([`forwarded`]), the
 //! HTTP/1.1 message's length, host and expectations ([`framing`]), header
-//! names ([`headers`]), paths ([`path`]), request ids ([`request_id`]) and the
-//! CORS policy of token routes ([`cors`]).
+//! names ([`headers`]), paths ([`path`]), request ids ([`request_id`]), the
+//! CORS policy of token routes ([`cors`]), gRPC calls ([`grpc`]) and the
+//! protocol a request came over ([`Protocol`]).
 //!
 //! Pure: `http` types in, decisions out. The proxy applies them to Pingora's
 //! request and response headers.

@@ -15,9 +15,9 @@
 //! phases below delegate to [`framing`] (the request's HTTP/1.1 shape, and
 //! the connection's reuse), [`path`] (the path routing reads and the app
 //! receives), [`token_route`] (minting, and who the caller is),
-//! [`forward_auth`] (the session check), [`forwarding`] (what the app receives) and [`errors`] (what
-//! a client is told when proxying fails); every answer is written by
-//! [`crate::respond`].
+//! [`forward_auth`] (the session check), [`forwarding`] (what the app receives), [`grpc`] (a
+//! call's deadline and outcome) and [`errors`] (what a client is told when proxying fails);
+//! every answer is written by [`crate::respond`].
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
