@@ -216,6 +216,17 @@ async fn streamgate_answers_a_grpc_call_in_grpc_form() {
         .await,
         1.0
     );
+    // Only the call that was sent on counts as proxied (its 14 is an HTTP 200);
+    // the one refused for its grpc-timeout never reached the app.
+    assert_eq!(
+        metric_now(
+            &gate,
+            "streamgate_proxied_requests_total",
+            &[("upstream", "app"), ("status_class", "2xx")]
+        )
+        .await,
+        1.0
+    );
 
     // The same failures to a plain HTTP/2 client are the JSON envelope.
     let (head, body, _) = curl_h2(&gate.url("/test.Echo/Unary"), &[]);

@@ -189,23 +189,22 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         };
         match &route.action {
-            Target::Proxy(upstream) => {
-                ctx.route = "proxy";
-                ctx.upstream = Some(Arc::clone(upstream));
-                match grpc::deadline(request) {
-                    Ok(deadline) => {
-                        ctx.grpc_deadline = deadline;
-                        Ok(false)
-                    }
-                    Err(invalid) => {
-                        ctx.route = "refused";
-                        Answer::error(400, &invalid.to_string())
-                            .write(session, &ctx.request_id)
-                            .await?;
-                        Ok(true)
-                    }
+            Target::Proxy(upstream) => match grpc::deadline(request) {
+                Ok(deadline) => {
+                    ctx.route = "proxy";
+                    ctx.upstream = Some(Arc::clone(upstream));
+                    ctx.grpc_deadline = deadline;
+                    Ok(false)
                 }
-            }
+                // Not counted or logged as proxied: the app never sees it.
+                Err(invalid) => {
+                    ctx.route = "refused";
+                    Answer::error(400, &invalid.to_string())
+                        .write(session, &ctx.request_id)
+                        .await?;
+                    Ok(true)
+                }
+            },
             Target::Respond(direct) => {
                 ctx.route = "direct_response";
                 Answer::direct(direct)
