@@ -240,28 +240,66 @@ fn bad_config_stops_the_server_at_start() {
     assert_rejected(&output, "stream.api_key: must not be empty");
 }
 
+/// An example config started from the repository root as `make run` starts
+/// it, with `env` set (`None`: removed), its stderr kept.
+struct Example {
+    child: std::process::Child,
+    logs: tempfile::NamedTempFile,
+}
+
+impl Example {
+    fn start(config: &str, env: &[(&str, Option<String>)]) -> Example {
+        let logs = tempfile::NamedTempFile::new().unwrap();
+        let mut command = Command::new(binary());
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["-c", config])
+            .stdout(std::process::Stdio::null())
+            .stderr(logs.reopen().unwrap());
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        Example {
+            child: command.spawn().unwrap(),
+            logs,
+        }
+    }
+
+    /// Whether `port` accepts connections within 15 s.
+    fn listens_on(&self, port: u16) -> bool {
+        common::poll(std::time::Duration::from_secs(15), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .is_some()
+    }
+
+    /// Stops it; what it wrote on stderr.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(self.logs.path()).unwrap()
+    }
+}
+
 /// What `make run` starts: the example config as shipped, its listeners moved
 /// by `LISTEN` / `ADMIN_LISTEN`, loopback only, dev credentials with a warning.
 #[test]
 fn the_example_config_runs_as_make_run_starts_it() {
     let (port, admin) = (common::free_port(), common::free_port());
-    let logs = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(binary())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["-c", "conf/streamgate.yaml"])
-        .env("LISTEN", format!("127.0.0.1:{port}"))
-        .env("ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
-        .env_remove("STREAM_API_KEY")
-        .env_remove("STREAM_API_SECRET")
-        .env_remove("APP_ADDRESS")
-        .stdout(std::process::Stdio::null())
-        .stderr(logs.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    let up = common::poll(std::time::Duration::from_secs(15), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    let answer = up.map(|_| {
+    let example = Example::start(
+        "conf/streamgate.yaml",
+        &[
+            ("LISTEN", Some(format!("127.0.0.1:{port}"))),
+            ("ADMIN_LISTEN", Some(format!("127.0.0.1:{admin}"))),
+            ("STREAM_API_KEY", None),
+            ("STREAM_API_SECRET", None),
+            ("APP_ADDRESS", None),
+        ],
+    );
+    let answer = example.listens_on(port).then(|| {
         let mut client = common::RawClient::connect(port);
         client.send(
             "POST /api/tokens/user HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
@@ -269,9 +307,7 @@ fn the_example_config_runs_as_make_run_starts_it() {
         );
         client.response()
     });
-    let _ = child.kill();
-    let _ = child.wait();
-    let stderr = std::fs::read_to_string(logs.path()).unwrap();
+    let stderr = example.stop();
     let answer = answer.unwrap_or_else(|| panic!("streamgate did not listen:\n{stderr}"));
     assert_eq!(answer.status, 200, "{}", answer.body_text());
     assert!(answer.body_text().contains("\"userId\":\"john_doe\""));
@@ -291,24 +327,18 @@ fn the_example_config_runs_as_make_run_starts_it() {
 #[test]
 fn the_tls_example_config_serves_as_the_readme_shows() {
     let [port, tls_port, admin] = [(); 3].map(|()| common::free_port());
-    let logs = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(binary())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["-c", "conf/tls-grpc.yaml"])
-        .env("LISTEN", format!("127.0.0.1:{port}"))
-        .env("TLS_LISTEN", format!("127.0.0.1:{tls_port}"))
-        .env("ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
-        .env("APP_ADDRESS", "127.0.0.1:1")
-        .env("GRPC_ADDRESS", "127.0.0.1:1")
-        .env_remove("TLS_CERT_FILE")
-        .env_remove("TLS_KEY_FILE")
-        .stdout(std::process::Stdio::null())
-        .stderr(logs.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    let up = common::poll(std::time::Duration::from_secs(15), || {
-        std::net::TcpStream::connect(("127.0.0.1", tls_port)).ok()
-    });
+    let example = Example::start(
+        "conf/tls-grpc.yaml",
+        &[
+            ("LISTEN", Some(format!("127.0.0.1:{port}"))),
+            ("TLS_LISTEN", Some(format!("127.0.0.1:{tls_port}"))),
+            ("ADMIN_LISTEN", Some(format!("127.0.0.1:{admin}"))),
+            ("APP_ADDRESS", Some("127.0.0.1:1".into())),
+            ("GRPC_ADDRESS", Some("127.0.0.1:1".into())),
+            ("TLS_CERT_FILE", None),
+            ("TLS_KEY_FILE", None),
+        ],
+    );
     let curl = |args: &[&str]| {
         let output = Command::new("curl")
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -322,7 +352,7 @@ fn the_tls_example_config_serves_as_the_readme_shows() {
             + &String::from_utf8_lossy(&output.stderr)
     };
     let base = format!("https://localhost:{tls_port}");
-    let answers = up.map(|_| {
+    let answers = example.listens_on(tls_port).then(|| {
         [
             curl(&[&format!("{base}/")]),
             curl(&[
@@ -343,9 +373,7 @@ fn the_tls_example_config_serves_as_the_readme_shows() {
             ]),
         ]
     });
-    let _ = child.kill();
-    let _ = child.wait();
-    let stderr = std::fs::read_to_string(logs.path()).unwrap();
+    let stderr = example.stop();
     let [root, token, grpc] =
         answers.unwrap_or_else(|| panic!("streamgate did not listen:\n{stderr}"));
     // The app is absent: the JSON 502, over HTTP/2 with a verified certificate.

@@ -34,6 +34,19 @@ fn publish(mount: &Mount, cert: &str, key: &str) {
     mount.publish(&[("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())]);
 }
 
+/// streamgate in front of `app` with a TLS listener on a mounted
+/// `kubernetes.io/tls` Secret that holds `pair`.
+fn serving_from_a_secret(app: SocketAddr, pair: &Pair) -> (Mount, Streamgate) {
+    let mount = Mount::with_keys(&["tls.crt", "tls.key"]);
+    publish(&mount, &pair.cert, &pair.key);
+    let gate = Streamgate::start(&config(
+        app,
+        &mount.path_of("tls.crt"),
+        &mount.path_of("tls.key"),
+    ));
+    (mount, gate)
+}
+
 /// The serial of the certificate a new connection gets.
 fn served_to_a_new_connection(gate: &Streamgate, ca: &TestCa) -> String {
     TlsClient::connect(gate.port, &ClientOptions::trusting(&ca.pem))
@@ -60,13 +73,7 @@ async fn a_pair_rotated_by_a_data_swap_reaches_new_connections_only() {
     let app = start_app().await;
     let ca = TestCa::new("listener CA");
     let (first, second) = (ca.server(1), ca.server(2));
-    let mount = Mount::with_keys(&["tls.crt", "tls.key"]);
-    publish(&mount, &first.cert, &first.key);
-    let gate = Streamgate::start(&config(
-        app.addr,
-        &mount.path_of("tls.crt"),
-        &mount.path_of("tls.key"),
-    ));
+    let (mount, gate) = serving_from_a_secret(app.addr, &first);
     let mut open = TlsClient::connect(gate.port, &ClientOptions::trusting(&ca.pem)).unwrap();
     assert_eq!(open.served_serial(), first.serial());
     assert_eq!(open.get("/before").unwrap().status, 200);
@@ -98,13 +105,7 @@ async fn a_broken_pair_keeps_the_last_good_one_and_is_counted() {
     let app = start_app().await;
     let ca = TestCa::new("listener CA");
     let (first, second, third) = (ca.server(1), ca.server(2), ca.server(3));
-    let mount = Mount::with_keys(&["tls.crt", "tls.key"]);
-    publish(&mount, &first.cert, &first.key);
-    let gate = Streamgate::start(&config(
-        app.addr,
-        &mount.path_of("tls.crt"),
-        &mount.path_of("tls.key"),
-    ));
+    let (mount, gate) = serving_from_a_secret(app.addr, &first);
     let failures_reach = |wanted: fn(f64) -> bool| {
         let labels = [("listener", listener(&gate))];
         let gate = &gate;
