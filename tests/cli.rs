@@ -339,17 +339,10 @@ fn the_tls_example_config_serves_as_the_readme_shows() {
             ("TLS_KEY_FILE", None),
         ],
     );
+    let resolve = format!("localhost:{tls_port}:127.0.0.1");
     let curl = |args: &[&str]| {
-        let output = Command::new("curl")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["-sS", "--max-time", "10", "--cacert", "conf/tls/dev.crt"])
-            .args(["--resolve", &format!("localhost:{tls_port}:127.0.0.1")])
-            .args(["-w", "\n%{http_version} %{http_code}", "-D", "-"])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr)
+        let tls = ["--cacert", "conf/tls/dev.crt", "--resolve", &resolve];
+        common::curl(&[&tls[..], args].concat())
     };
     let base = format!("https://localhost:{tls_port}");
     let answers = example.listens_on(tls_port).then(|| {
@@ -377,10 +370,29 @@ fn the_tls_example_config_serves_as_the_readme_shows() {
     let [root, token, grpc] =
         answers.unwrap_or_else(|| panic!("streamgate did not listen:\n{stderr}"));
     // The app is absent: the JSON 502, over HTTP/2 with a verified certificate.
-    assert!(root.ends_with("\n2 502"), "{root}");
-    assert!(token.ends_with("\n2 200"), "{token}");
-    assert!(token.contains(r#""userId":"john_doe""#), "{token}");
-    assert!(grpc.contains("grpc-status: 14"), "{grpc}");
-    assert!(grpc.ends_with("\n2 200"), "{grpc}");
+    assert_eq!(
+        (root.version.as_str(), root.status()),
+        ("2", Some(502)),
+        "{}",
+        root.head
+    );
+    assert_eq!(
+        (token.version.as_str(), token.status()),
+        ("2", Some(200)),
+        "{}",
+        token.head
+    );
+    assert!(
+        token.body.contains(r#""userId":"john_doe""#),
+        "{}",
+        token.body
+    );
+    assert_eq!(grpc.header("grpc-status"), Some("14"), "{}", grpc.head);
+    assert_eq!(
+        (grpc.version.as_str(), grpc.status()),
+        ("2", Some(200)),
+        "{}",
+        grpc.head
+    );
     assert!(stderr.contains("DEVELOPMENT certificate"), "{stderr}");
 }

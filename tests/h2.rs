@@ -12,32 +12,11 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-/// `curl --http2-prior-knowledge` with `args`: the response head (lower-case
-/// header names), body, and the HTTP version curl spoke.
+/// `curl --http2-prior-knowledge` with `args`: the response head, body, and
+/// the HTTP version curl spoke.
 fn curl_h2(url: &str, args: &[&str]) -> (String, String, String) {
-    let output = Command::new("curl")
-        .args([
-            "-sS",
-            "--http2-prior-knowledge",
-            "--max-time",
-            "10",
-            "-D",
-            "-",
-        ])
-        .args(["-w", "\n%{http_version}"])
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("curl runs");
-    assert!(
-        output.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (rest, version) = text.rsplit_once('\n').expect("version line");
-    let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
-    (head.to_string(), body.to_string(), version.to_string())
+    let answer = curl(&[&["--http2-prior-knowledge"], args, &[url]].concat());
+    (answer.head, answer.body, answer.version)
 }
 
 /// The value of header `name` (lower-case) in `head`.

@@ -83,3 +83,52 @@ pub async fn post_json(url: String, body: &Value, headers: &[(&str, &str)]) -> r
     }
     request.send().await.expect("POST")
 }
+
+/// What `curl` made of an answer.
+pub struct Curled {
+    /// The status line and headers, as received.
+    pub head: String,
+    pub body: String,
+    /// The HTTP version curl spoke: `1.1`, `2`.
+    pub version: String,
+}
+
+impl Curled {
+    /// The value of header `name` in the head, any case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (found, value) = line.split_once(": ")?;
+            found.eq_ignore_ascii_case(name).then_some(value)
+        })
+    }
+
+    /// The status code of the head's status line.
+    pub fn status(&self) -> Option<u16> {
+        self.head.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+/// `curl -sS` with `args`, run from the repository root (the examples' paths
+/// are relative to it); panics when curl gets no answer.
+pub fn curl(args: &[&str]) -> Curled {
+    let output = std::process::Command::new("curl")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-sS", "--max-time", "10", "-D", "-"])
+        .args(["-w", "\n%{http_version}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    assert!(
+        output.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (rest, version) = text.rsplit_once('\n').expect("version line");
+    let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+    Curled {
+        head: head.to_string(),
+        body: body.to_string(),
+        version: version.to_string(),
+    }
+}
