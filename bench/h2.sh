@@ -47,18 +47,7 @@ die() { printf 'bench-h2: %s\n' "$*" >&2; exit 1; }
 # Cleanup: every process this script starts is recorded in PIDS and stopped on
 # any exit, including errors and Ctrl-C.
 # ---------------------------------------------------------------------------
-TMP=$(mktemp -d /tmp/streamgate-bench-h2.XXXXXX)
-PIDS=()
-SG_PID=""
-
-cleanup() {
-    stop_started
-    remove_policy_rc
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+begin_run streamgate-bench-h2
 
 # ---------------------------------------------------------------------------
 # 1. Install what is missing (h2load, nginx, curl), build, check the config.

@@ -31,6 +31,24 @@ remove_policy_rc() {
     fi
 }
 
+# Starts a run: a temp directory in $TMP (named after $1), an empty PIDS and
+# SG_PID, and on any exit (errors and Ctrl-C included) every process in PIDS
+# stopped by its pid, an apt policy this run set removed, and $TMP deleted.
+begin_run() {
+    TMP=$(mktemp -d "/tmp/$1.XXXXXX")
+    PIDS=()
+    SG_PID=""
+    trap end_run EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+end_run() {
+    stop_started
+    remove_policy_rc
+    rm -rf "$TMP"
+}
+
 # PIDs of the direct children of $1 (nginx workers), from /proc so no procps needed.
 children_of() {
     grep -l "^PPid:[[:space:]]*$1\$" /proc/[0-9]*/status 2>/dev/null | cut -d/ -f3 || true

@@ -51,22 +51,10 @@ die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 # Cleanup: every process this script starts is recorded in PIDS and stopped on
 # any exit, including errors and Ctrl-C.
 # ---------------------------------------------------------------------------
-TMP=$(mktemp -d /tmp/streamgate-bench.XXXXXX)
+begin_run streamgate-bench
 # nginx started as root runs its worker as "nobody", which must be able to read
 # the 1 MiB file in here (mktemp -d makes the directory 0700).
 chmod 755 "$TMP"
-PIDS=()
-
-SG_PID=""
-
-cleanup() {
-    stop_started
-    remove_policy_rc
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------
 # 1. Install what is missing: wrk, nginx, curl and Node from Debian, the Node

@@ -49,17 +49,7 @@ SUDO=""
 # Cleanup: every process this script starts is recorded in PIDS and stopped,
 # by its pid, on any exit, including errors and Ctrl-C.
 # ---------------------------------------------------------------------------
-TMP=$(mktemp -d /tmp/streamgate-soak.XXXXXX)
-PIDS=()
-SG_PID=""
-
-cleanup() {
-    stop_started
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+begin_run streamgate-soak
 
 # ---------------------------------------------------------------------------
 # 1. Install what is missing: python3 (standard library only) from Debian.
