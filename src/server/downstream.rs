@@ -19,6 +19,7 @@
 //! request past the end of a body: those bytes are taken back and that head
 //! is read here like any other, within the same limits.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -364,14 +365,54 @@ enum Prefix {
 /// `http.request_headers_timeout`. Their `Debug` form is the one view: the
 /// `bytes` crate prints a byte string with Rust's byte escapes, which
 /// [`unescape_byte_string`] reverses (the unit tests pin both formats).
+///
+/// This runs after every keep-alive request, so the form is read as it is
+/// written ([`PrefixField`]): nothing is allocated for the common case of no
+/// pipelined bytes, and formatting stops at that field.
 fn pipelined_prefix(settings: &HttpPersistentSettings) -> Prefix {
-    let debug = format!("{settings:?}");
-    match debug.split_once("pipelined_prefix: Some(b\"") {
-        None if debug.contains("pipelined_prefix: None") => Prefix::None,
-        None => Prefix::Unreadable,
-        Some((_, literal)) => {
-            unescape_byte_string(literal).map_or(Prefix::Unreadable, Prefix::Bytes)
+    let mut field = PrefixField::default();
+    // The error is the writer stopping the formatting early, once it has what it needs.
+    let _ = fmt::write(&mut field, format_args!("{settings:?}"));
+    match field {
+        PrefixField::Absent | PrefixField::Named => Prefix::Unreadable,
+        PrefixField::None => Prefix::None,
+        PrefixField::Some(literal) => literal
+            .strip_prefix("Some(b\"")
+            .and_then(unescape_byte_string)
+            .map_or(Prefix::Unreadable, Prefix::Bytes),
+    }
+}
+
+/// The `pipelined_prefix` field of a `Debug` form, taken from the pieces the
+/// formatter writes: `debug_struct` writes each field name as one piece.
+#[derive(Default)]
+enum PrefixField {
+    /// The field's name has not been written yet.
+    #[default]
+    Absent,
+    /// The name was written; its value comes next.
+    Named,
+    /// The value is `None`.
+    None,
+    /// The value's text (`Some(b"…")…`), up to the end of the form.
+    Some(String),
+}
+
+impl fmt::Write for PrefixField {
+    fn write_str(&mut self, piece: &str) -> fmt::Result {
+        match self {
+            PrefixField::Absent if piece == "pipelined_prefix" => *self = PrefixField::Named,
+            PrefixField::Absent => {}
+            PrefixField::Named if piece.trim_start_matches([':', ' ']).is_empty() => {}
+            PrefixField::Named if piece == "None" => {
+                *self = PrefixField::None;
+                return Err(fmt::Error);
+            }
+            PrefixField::Named => *self = PrefixField::Some(piece.to_owned()),
+            PrefixField::Some(text) => text.push_str(piece),
+            PrefixField::None => return Err(fmt::Error),
         }
+        Ok(())
     }
 }
 
