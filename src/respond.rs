@@ -21,6 +21,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession as HttpSession;
 use pingora::proxy::Session;
+use pingora::{ErrorType, OrErr};
 
 use crate::net::grpc;
 use crate::net::request_id::X_REQUEST_ID;
@@ -166,11 +167,10 @@ impl Answer {
             session.write_response_header(response, true).await?;
             return session.write_response_body(None, true).await;
         }
-        let mut response = ResponseHeader::build(self.status, Some(5 + self.headers.len()))?;
-        response.insert_header(X_REQUEST_ID, request_id.clone())?;
-        for (name, value) in self.header_set() {
-            response.append_header(name, value)?;
-        }
+        let response = response_header(
+            self.status,
+            std::iter::once((X_REQUEST_ID, request_id.clone())).chain(self.header_set()),
+        )?;
         if self.body.is_empty() {
             session
                 .write_response_header(Box::new(response), true)
@@ -197,12 +197,18 @@ impl Answer {
             .ok()
             .and_then(|status| status.canonical_reason());
         let message = self.message.as_deref().or(reason).unwrap_or("");
-        let mut response = ResponseHeader::build(200, Some(4))?;
-        response.insert_header(header::CONTENT_TYPE, GRPC)?;
-        response.insert_header(GRPC_STATUS, code.as_str())?;
-        response.insert_header(GRPC_MESSAGE, grpc::encode_message(message))?;
-        response.insert_header(X_REQUEST_ID, request_id.clone())?;
-        Ok(response)
+        // Percent-encoded, the message is printable ASCII: a valid value.
+        let message = HeaderValue::try_from(grpc::encode_message(message))
+            .or_err(ErrorType::InvalidHTTPHeader, "grpc-message")?;
+        response_header(
+            200,
+            [
+                (header::CONTENT_TYPE, GRPC),
+                (GRPC_STATUS, HeaderValue::from_static(code.as_str())),
+                (GRPC_MESSAGE, message),
+                (X_REQUEST_ID, request_id.clone()),
+            ],
+        )
     }
 
     /// The answer as HTTP/1.1 bytes ending the connection (`Connection:
@@ -242,6 +248,23 @@ impl Answer {
 /// How long an HTTP/2 request's unread body may take to end before an
 /// answer is written anyway.
 const H2_BODY_GRACE: Duration = Duration::from_millis(250);
+
+/// A response head of `status` with `headers`, in that order. Written as a
+/// plain `HeaderMap`, without the header-name case map a `ResponseHeader`
+/// otherwise keeps (Pingora's `insert_header` parses and copies every name
+/// twice to keep it): these names are streamgate's own, and on the wire they
+/// read the same, well-known names in their usual case and others in lower
+/// case.
+fn response_header(
+    status: u16,
+    headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+) -> pingora::Result<ResponseHeader> {
+    let mut head: http::response::Parts = ResponseHeader::build_no_case(status, None)?.into();
+    for (name, value) in headers {
+        head.headers.append(name, value);
+    }
+    Ok(ResponseHeader::from(head))
+}
 
 /// Reads what is left of an HTTP/2 request's body, briefly. An answer that
 /// ends the stream while the client is still sending makes the h2 crate
