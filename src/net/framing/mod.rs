@@ -283,9 +283,8 @@ fn check_host(value: &HeaderValue) -> Result<(), Refusal> {
     }
     let authority = Authority::try_from(value.as_bytes()).map_err(|_| Refusal::InvalidHost)?;
     let text = authority.as_str();
-    let after_host = text
-        .strip_prefix(authority.host())
-        .ok_or(Refusal::InvalidHost)?;
+    let host = authority.host();
+    let after_host = text.strip_prefix(host).ok_or(Refusal::InvalidHost)?;
     let port_ok = match after_host.strip_prefix(':') {
         None => after_host.is_empty(),
         Some(port) => {
@@ -293,7 +292,7 @@ fn check_host(value: &HeaderValue) -> Result<(), Refusal> {
                 || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok())
         }
     };
-    if text.contains('@') || authority.host().is_empty() || !port_ok {
+    if text.contains('@') || host.is_empty() || !port_ok {
         return Err(Refusal::InvalidHost);
     }
     Ok(())
