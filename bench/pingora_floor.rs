@@ -3,12 +3,17 @@
 //! routes, metrics or logs), built with the same Pingora, allocator (the
 //! system's) and release profile, on one worker thread. What streamgate costs above it is
 //! what streamgate's own work costs; what it costs above nginx and this both
-//! is Pingora's.
+//! is Pingora's. The upstream peer has the timeouts of
+//! `bench/streamgate-bench.yaml` (connect 2 s, read 30 s, write and idle 60 s,
+//! streamgate's defaults for the last two): a proxy in production sets them,
+//! and each upstream read and write under a timeout pays for one of Pingora's
+//! timers, which is Pingora's cost, not streamgate's.
 //!
 //!     cargo run --release --example pingora-floor -- LISTEN UPSTREAM
 //!     cargo run --release --example pingora-floor -- 127.0.0.1:18085 127.0.0.1:18081
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -25,7 +30,12 @@ impl ProxyHttp for Floor {
     fn new_ctx(&self) {}
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+        let mut peer = HttpPeer::new(self.upstream, false, String::new());
+        peer.options.connection_timeout = Some(Duration::from_secs(2));
+        peer.options.read_timeout = Some(Duration::from_secs(30));
+        peer.options.write_timeout = Some(Duration::from_secs(60));
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
     }
 }
 
