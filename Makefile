@@ -35,6 +35,11 @@ bench: deps
 bench-h2: deps
 	bash bench/h2.sh
 
+## bench-profile: valgrind/strace, build release, instructions, allocations and syscalls per proxied request vs bare Pingora (bench/profile.sh)
+.PHONY: bench-profile
+bench-profile: deps
+	bash bench/profile.sh
+
 ## soak: build release, 10 min of mixed traffic on loopback, growth verdict (bench/soak.sh; SOAK_SECONDS=60 to try it)
 .PHONY: soak
 soak: deps
