@@ -39,8 +39,9 @@ HAPROXY_PORT=$((PORT_BASE + 6))
 STREAM_API_KEY=bench-key
 STREAM_API_SECRET=bench-secret-not-a-real-stream-secret
 
-SG_BIN=$ROOT/target/release/streamgate
-FLOOR_BIN=$ROOT/target/release/examples/pingora-floor
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+SG_BIN=$TARGET_DIR/release/streamgate
+FLOOR_BIN=$TARGET_DIR/release/examples/pingora-floor
 RESULTS=$BENCH_DIR/results/latest.md
 TOKEN_BODY='{"userId":"john_doe","validityInSeconds":7200,"callId":"meeting-123","callType":"default"}'
 
