@@ -7,13 +7,16 @@
 #   streamgate        (bench/streamgate-bench.yaml)          token, pass-through, ceiling
 #   nginx "upstream"  (bench/nginx/upstream.conf)            the static app, also hit directly
 #   nginx "proxy"     (bench/nginx/proxy.conf)               proxy_pass to the upstream
+#   HAProxy           (bench/haproxy/proxy.cfg)              a second pass-through peer
+#   bare Pingora      (bench/pingora_floor.rs)               the pass-through floor
 #   Express           (bench/reference-express/server.js)    token endpoint with the Node SDK
+#   nginx + Lua       (bench/nginx/token-lua.conf)           token endpoint, the strongest peer
 # The load generator is wrk: 1 thread, 32 keep-alive connections, a warm-up run
-# and then a measured run per case.
+# and then measured runs per case.
 #
 # Knobs (environment): BENCH_DURATION (5s per measured run), BENCH_REPEAT (3
 # measured runs per case, the median is reported), BENCH_WARMUP (2s),
-# BENCH_CONNECTIONS (32), BENCH_PORT_BASE (18080: uses 18080-18084).
+# BENCH_CONNECTIONS (32), BENCH_PORT_BASE (18080: uses 18080-18087).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,8 +37,10 @@ EXPRESS_PORT=$((PORT_BASE + 3))
 SG_ADMIN_PORT=$((PORT_BASE + 4))
 FLOOR_PORT=$((PORT_BASE + 5))
 HAPROXY_PORT=$((PORT_BASE + 6))
+TOKEN_LUA_PORT=$((PORT_BASE + 7))
 
-# Fixed test credentials, the same for streamgate (in its YAML) and Express.
+# Fixed test credentials, the same for streamgate (in its YAML), Express and
+# nginx + Lua.
 STREAM_API_KEY=bench-key
 STREAM_API_SECRET=bench-secret-not-a-real-stream-secret
 
@@ -58,8 +63,9 @@ begin_run streamgate-bench
 chmod 755 "$TMP"
 
 # ---------------------------------------------------------------------------
-# 1. Install what is missing: wrk, nginx, curl and Node from Debian, the Node
-#    packages of the reference from its package-lock.json.
+# 1. Install what is missing: wrk, nginx, its Lua module, lua-cjson, HAProxy,
+#    curl, Python and Node from Debian, the Node packages of the reference from
+#    its package-lock.json.
 # ---------------------------------------------------------------------------
 install_packages() {
     local missing=()
@@ -69,6 +75,11 @@ install_packages() {
     command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
+    command -v python3 >/dev/null || missing+=(python3)
+    # The nginx + Lua token endpoint: lua-nginx-module (with NDK, lua-resty-core
+    # and LuaJIT as its dependencies) as a dynamic module of Debian's nginx.
+    [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || missing+=(libnginx-mod-http-lua)
+    dpkg-query -W -f='${Status}' lua-cjson 2>/dev/null | grep -q 'ok installed' || missing+=(lua-cjson)
     [ "${#missing[@]}" = 0 ] && return
     log "installing ${missing[*]} from Debian"
     apt_install "${missing[@]}"
@@ -117,8 +128,8 @@ fi
 # 3. Start the servers.
 # ---------------------------------------------------------------------------
 
-for port in "$SG_PORT" "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$EXPRESS_PORT" "$SG_ADMIN_PORT" "$FLOOR_PORT" "$HAPROXY_PORT"; do
-    port_in_use "$port" && die "127.0.0.1:$port is already in use (set BENCH_PORT_BASE to move all seven ports)"
+for port in "$SG_PORT" "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$EXPRESS_PORT" "$SG_ADMIN_PORT" "$FLOOR_PORT" "$HAPROXY_PORT" "$TOKEN_LUA_PORT"; do
+    port_in_use "$port" && die "127.0.0.1:$port is already in use (set BENCH_PORT_BASE to move all eight ports)"
 done
 
 
@@ -132,6 +143,11 @@ start_nginx upstream "$BENCH_DIR/nginx/upstream.conf" "$UPSTREAM_PORT" "${NGINX_
 UPSTREAM_PIDS=$STARTED_PIDS
 start_nginx proxy "$BENCH_DIR/nginx/proxy.conf" "$NGINX_PROXY_PORT" "${NGINX_PORTS[@]}"
 NGINX_PROXY_PIDS=$STARTED_PIDS
+
+log "starting the nginx + Lua token endpoint on :$TOKEN_LUA_PORT"
+start_nginx token-lua "$BENCH_DIR/nginx/token-lua.conf" "$TOKEN_LUA_PORT" TOKEN_LUA_PORT="$TOKEN_LUA_PORT" \
+    BENCH_DIR="$BENCH_DIR" STREAM_API_KEY="$STREAM_API_KEY" STREAM_API_SECRET="$STREAM_API_SECRET"
+TOKEN_LUA_PIDS=$STARTED_PIDS
 
 log "starting streamgate on :$SG_PORT"
 RUST_LOG=warn "$SG_BIN" -c "$SG_CONFIG" >"$TMP/streamgate.log" 2>&1 &
@@ -176,10 +192,16 @@ expect() {
 }
 
 log "checking the targets"
-for port in "$SG_PORT" "$EXPRESS_PORT"; do
+for port in "$SG_PORT" "$EXPRESS_PORT" "$TOKEN_LUA_PORT"; do
     expect "token on :$port" '"success":true,"data":{"token":"ey' -X POST \
         -H 'Content-Type: application/json' --data "$TOKEN_BODY" "http://127.0.0.1:$port/api/tokens/user"
 done
+# The nginx + Lua endpoint against streamgate's contract: tokens that verify
+# with the secret and carry the same claims, the same answer's fields in the
+# same order, the same 4xx and envelope for bad requests.
+python3 "$BENCH_DIR/token_check.py" "$STREAM_API_SECRET" "$STREAM_API_KEY" \
+    "http://127.0.0.1:$SG_PORT/api/tokens/user" "http://127.0.0.1:$TOKEN_LUA_PORT/api/tokens/user" >&2 ||
+    die "the token endpoints do not serve the same contract (above)"
 head -c $((1024 * 1024)) /dev/zero | tr '\0' 'a' >"$TMP/upload.bin"
 for port in "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$SG_PORT" "$FLOOR_PORT" "$HAPROXY_PORT"; do
     expect "small GET on :$port" '"source":"upstream"' "http://127.0.0.1:$port/small"
@@ -281,10 +303,13 @@ UP=http://127.0.0.1:$UPSTREAM_PORT
 NX=http://127.0.0.1:$NGINX_PROXY_PORT
 HA=http://127.0.0.1:$HAPROXY_PORT
 EX=http://127.0.0.1:$EXPRESS_PORT
+LUA=http://127.0.0.1:$TOKEN_LUA_PORT
+FL=http://127.0.0.1:$FLOOR_PORT
 # shellcheck disable=SC2086 # the PID lists are meant to split into arguments
 {
     run_case token_sg "Token endpoint" "streamgate" "$SG/api/tokens/user" token.lua "$SG_PID"
     run_case token_ex "Token endpoint" "Express + @stream-io/node-sdk" "$EX/api/tokens/user" token.lua "$EXPRESS_PID"
+    run_case token_lua "Token endpoint" "nginx + Lua (HS256 via libcrypto FFI)" "$LUA/api/tokens/user" token.lua $TOKEN_LUA_PIDS
     if [ "$CEILING" = 1 ]; then
         run_case ceiling "Ceiling (constant body)" "streamgate direct_response" "$SG/ceiling" - "$SG_PID"
     else
@@ -294,7 +319,7 @@ EX=http://127.0.0.1:$EXPRESS_PORT
     run_case small_nginx "Small GET" "nginx proxy_pass" "$NX/small" - $NGINX_PROXY_PIDS
     run_case small_haproxy "Small GET" "HAProxy" "$HA/small" - "$HAPROXY_PID"
     run_case small_sg "Small GET" "streamgate" "$SG/small" - "$SG_PID"
-    run_case small_floor "Small GET" "bare Pingora (floor: bench/pingora_floor.rs)" "http://127.0.0.1:$FLOOR_PORT/small" - "$FLOOR_PID"
+    run_case small_floor "Small GET" "bare Pingora (floor: bench/pingora_floor.rs)" "$FL/small" - "$FLOOR_PID"
     run_case big_direct "1 MiB response" "nginx direct (sendfile)" "$UP/1mib" - $UPSTREAM_PIDS
     run_case big_nginx "1 MiB response" "nginx proxy_pass" "$NX/1mib" - $NGINX_PROXY_PIDS
     run_case big_haproxy "1 MiB response" "HAProxy" "$HA/1mib" - "$HAPROXY_PID"
@@ -306,7 +331,8 @@ EX=http://127.0.0.1:$EXPRESS_PORT
 }
 
 # ---------------------------------------------------------------------------
-# 6. Report: the machine, the table, the ratios against the targets of issue 6.
+# 6. Report: the machine, the table, the ratios against the targets of issues
+#    6 and 12.
 # ---------------------------------------------------------------------------
 field() { awk -F'\t' -v k="$1" -v c="$2" '$1 == k {print $c}' "$ROWS"; }
 rps() { field "$1" 4; }
@@ -328,6 +354,7 @@ verdict() {
 
 version_of() { node -p "require('$BENCH_DIR/reference-express/node_modules/$1/package.json').version"; }
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+deb_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo unknown; }
 revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -n "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] && revision="$revision+local changes"
 
@@ -336,7 +363,9 @@ report() {
     echo
     echo "- When: $(date -u '+%Y-%m-%d %H:%M UTC'), streamgate $revision"
     echo "- Machine: ${cpu:-unknown CPU}, $(nproc) cores, $(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)"
-    echo "- Software: $(nginx -v 2>&1 | sed 's/^nginx version: //'), node $(node --version), express $(version_of express), @stream-io/node-sdk $(version_of @stream-io/node-sdk), $(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')"
+    echo "- Software: $(nginx -v 2>&1 | sed 's/^nginx version: //'), node $(node --version), express $(version_of express), @stream-io/node-sdk $(version_of @stream-io/node-sdk)," \
+        "lua-nginx-module $(deb_version libnginx-mod-http-lua), LuaJIT $(deb_version libluajit2-5.1-2), lua-cjson $(deb_version lua-cjson)," \
+        "$(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')"
     echo "- Load: wrk, 1 thread, $CONNECTIONS keep-alive connections, $WARMUP warm-up then $REPEAT measured runs of $DURATION (the median by requests/s is shown), all on 127.0.0.1;" \
         "every server on one worker/thread (streamgate \`threads: 1\`, nginx \`worker_processes 1\`, node)."
     echo "- Peak RSS: VmHWM of the server's processes during the measured run (nginx: master + worker; for a proxy, the proxy only)."
@@ -376,6 +405,10 @@ report() {
     echo "| Pass-through (small GET) vs HAProxy, CPU µs/request ($(cpu small_sg) vs $(cpu small_haproxy)) | ${r}× | ≤ 1.0× | $(verdict "$r" '<=' 1.0) |"
     r=$(ratio "$(cpu small_sg)" "$(cpu small_floor)")
     echo "| Pass-through (small GET) vs bare Pingora, CPU µs/request ($(cpu small_sg) vs $(cpu small_floor)) | ${r}× | ≤ 1.05× | $(verdict "$r" '<=' 1.05) |"
+    r=$(ratio "$(rps token_sg)" "$(rps token_lua)")
+    echo "| Token endpoint vs nginx + Lua, requests/s | ${r}× | ≥ 1.5× | $(verdict "$r" '>=' 1.5) |"
+    r=$(ratio "$(cpu token_sg)" "$(cpu token_lua)")
+    echo "| Token endpoint vs nginx + Lua, CPU µs/token ($(cpu token_sg) vs $(cpu token_lua)) | ${r}× | ≤ 0.6× | $(verdict "$r" '<=' 0.6) |"
     r=$(ratio "$(rps token_sg)" "$(rps ceiling)")
     echo "| Token endpoint vs ceiling, requests/s | ${r}× | ≥ 0.8× | $(verdict "$r" '>=' 0.8) |"
     sg_rss=$(awk -F'\t' '$3 ~ /^streamgate/ && $7 != "n/a" && $7 + 0 > m {m = $7} END {printf "%.1f", m / 1024}' "$ROWS")
