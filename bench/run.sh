@@ -11,12 +11,17 @@
 #   bare Pingora      (bench/pingora_floor.rs)               the pass-through floor
 #   Express           (bench/reference-express/server.js)    token endpoint with the Node SDK
 #   nginx + Lua       (bench/nginx/token-lua.conf)           token endpoint, the strongest peer
-# The load generator is wrk: 1 thread, 32 keep-alive connections, a warm-up run
-# and then measured runs per case.
+# Throughput: wrk, 1 thread, 32 keep-alive connections, a warm-up run and then
+# measured runs per case. Latency at a fixed rate (issue 12): oha holding
+# 2,000 req/s over the same 32 connections, with its coordinated-omission
+# correction, for the small GET and token rows.
 #
 # Knobs (environment): BENCH_DURATION (5s per measured run), BENCH_REPEAT (3
 # measured runs per case, the median is reported), BENCH_WARMUP (2s),
-# BENCH_CONNECTIONS (32), BENCH_PORT_BASE (18080: uses 18080-18087).
+# BENCH_CONNECTIONS (32), BENCH_RATE (2000 req/s), BENCH_RATE_DURATION (10s
+# per fixed-rate run), BENCH_RATE_REPEAT (3 rounds, the median by p99 is
+# reported), BENCH_RATE_WARMUP (2s), BENCH_PORT_BASE (18080: uses
+# 18080-18087).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,6 +34,10 @@ DURATION=${BENCH_DURATION:-5s}
 REPEAT=${BENCH_REPEAT:-3}
 WARMUP=${BENCH_WARMUP:-2s}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
+RATE=${BENCH_RATE:-2000}
+RATE_DURATION=${BENCH_RATE_DURATION:-10s}
+RATE_REPEAT=${BENCH_RATE_REPEAT:-3}
+RATE_WARMUP=${BENCH_RATE_WARMUP:-2s}
 PORT_BASE=${BENCH_PORT_BASE:-18080}
 SG_PORT=$PORT_BASE
 UPSTREAM_PORT=$((PORT_BASE + 1))
@@ -47,6 +56,8 @@ STREAM_API_SECRET=bench-secret-not-a-real-stream-secret
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SG_BIN=$TARGET_DIR/release/streamgate
 FLOOR_BIN=$TARGET_DIR/release/examples/pingora-floor
+# The fixed-rate load generator, installed with cargo when missing.
+OHA_VERSION=1.16.0
 RESULTS=$BENCH_DIR/results/latest.md
 TOKEN_BODY='{"userId":"john_doe","validityInSeconds":7200,"callId":"meeting-123","callType":"default"}'
 
@@ -65,7 +76,7 @@ chmod 755 "$TMP"
 # ---------------------------------------------------------------------------
 # 1. Install what is missing: wrk, nginx, its Lua module, lua-cjson, HAProxy,
 #    curl, Python and Node from Debian, the Node packages of the reference from
-#    its package-lock.json.
+#    its package-lock.json, oha with cargo.
 # ---------------------------------------------------------------------------
 install_packages() {
     local missing=()
@@ -95,9 +106,29 @@ install_node_packages() {
     fi
 }
 
+# oha from crates.io (there is no Debian package): the one on PATH or in
+# ~/.cargo/bin if it has the flags used here, else oha $OHA_VERSION built into
+# ~/.cargo/bin (a few minutes, once).
+install_oha() {
+    local cargo_bin=${CARGO_HOME:-$HOME/.cargo}/bin flag
+    OHA=$(command -v oha || true)
+    [ -z "$OHA" ] && [ -x "$cargo_bin/oha" ] && OHA=$cargo_bin/oha
+    if [ -n "$OHA" ]; then
+        for flag in --latency-correction --worker-threads --output-format --wait-ongoing-requests-after-deadline; do
+            "$OHA" --help | grep -q -- "$flag" || { log "$OHA has no $flag"; OHA=""; break; }
+        done
+    fi
+    if [ -z "$OHA" ]; then
+        log "cargo install --locked oha@$OHA_VERSION (into $cargo_bin; a few minutes, once)"
+        cargo install --locked --version "$OHA_VERSION" oha >&2
+        OHA=$cargo_bin/oha
+    fi
+}
+
 install_packages
 PATH=$PATH:/usr/sbin
 install_node_packages
+install_oha
 
 # ---------------------------------------------------------------------------
 # 2. Build streamgate and check the benchmark configuration.
@@ -331,18 +362,124 @@ FL=http://127.0.0.1:$FLOOR_PORT
 }
 
 # ---------------------------------------------------------------------------
-# 6. Report: the machine, the table, the ratios against the targets of issues
-#    6 and 12.
+# 5b. Latency at a fixed rate (issue 12). wrk above sends as fast as the
+#     server answers, so its percentiles are those of a saturated server. Here
+#     oha holds RATE req/s over the same CONNECTIONS connections, and with
+#     --latency-correction times each request from when it was due, not from
+#     when a connection was free to send it: a stall shows in the percentiles
+#     instead of silently lowering the rate (coordinated omission). One oha
+#     worker thread, like wrk's one thread. RATE_REPEAT rounds, every target
+#     once per round so that drift on the machine spreads over all of them;
+#     a row is the round with the median p99, the CPU column is over all rounds.
+# ---------------------------------------------------------------------------
+
+RATE_ROWS=$TMP/rate-rows.tsv
+: >"$RATE_ROWS"
+OHA_ARGS=(--no-tui --worker-threads 1 -c "$CONNECTIONS" -q "$RATE" --latency-correction
+    --wait-ongoing-requests-after-deadline --output-format json)
+OHA_TOKEN_ARGS=(-m POST -T application/json -d "$TOKEN_BODY")
+
+# What a row needs from oha's JSON: achieved req/s, p50, p99, p99.9 (ms),
+# responses, non-2xx responses, errors.
+oha_fields() {
+    python3 - "$1" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = d.get("latencyPercentiles") or {}
+ms = lambda k: "n/a" if p.get(k) is None else "%.3f" % (p[k] * 1000)
+codes = d.get("statusCodeDistribution") or {}
+errors = sum((d.get("errorDistribution") or {}).values())
+non2xx = sum(n for code, n in codes.items() if not code.startswith("2"))
+print("\t".join([str(round(d["summary"].get("requestsPerSec") or 0)), ms("p50"), ms("p99"),
+                 ms("p99.9"), str(sum(codes.values())), str(non2xx), str(errors)]))
+PY
+}
+
+# rate_run KEY ROUND URL GET|POST: one oha run (after a warm-up in round 1).
+declare -A RATE_TICKS=()
+rate_run() {
+    local key=$1 round=$2 url=$3 method=$4
+    local args=("${OHA_ARGS[@]}")
+    [ "$method" = POST ] && args+=("${OHA_TOKEN_ARGS[@]}")
+    [ "$round" = 1 ] && "$OHA" "${args[@]}" -z "$RATE_WARMUP" "$url" >/dev/null
+    local pids before
+    read -ra pids <<<"${RATE_PIDS[$key]}"
+    before=$(cpu_ticks "${pids[@]}")
+    "$OHA" "${args[@]}" -z "$RATE_DURATION" "$url" >"$TMP/oha-$key-$round.json"
+    RATE_TICKS[$key]=$((${RATE_TICKS[$key]:-0} + $(cpu_ticks "${pids[@]}") - before))
+    local fields
+    fields=$(oha_fields "$TMP/oha-$key-$round.json")
+    log "    [$round/$RATE_REPEAT] $key: $(awk -F'\t' '{printf "%s req/s, p50 %s ms, p99 %s ms, p99.9 %s ms", $1, $2, $3, $4}' <<<"$fields")"
+    printf '%s\t%s\t%s\n' "$key" "$round" "$fields" >>"$TMP/rate-runs.tsv"
+}
+
+# The rows: KEY, case, target, URL, method; and the PIDs whose CPU counts.
+RATE_CASES=(
+    "rate_direct|Small GET|nginx direct (return 200)|$UP/small|GET"
+    "rate_nginx|Small GET|nginx proxy_pass|$NX/small|GET"
+    "rate_haproxy|Small GET|HAProxy|$HA/small|GET"
+    "rate_sg|Small GET|streamgate|$SG/small|GET"
+    "rate_floor|Small GET|bare Pingora (floor)|$FL/small|GET"
+    "rate_token_sg|Token endpoint|streamgate|$SG/api/tokens/user|POST"
+    "rate_token_lua|Token endpoint|nginx + Lua (HS256 via libcrypto FFI)|$LUA/api/tokens/user|POST"
+)
+declare -A RATE_PIDS=(
+    [rate_direct]=$UPSTREAM_PIDS [rate_nginx]=$NGINX_PROXY_PIDS [rate_haproxy]=$HAPROXY_PID
+    [rate_sg]=$SG_PID [rate_floor]=$FLOOR_PID [rate_token_sg]=$SG_PID [rate_token_lua]=$TOKEN_LUA_PIDS
+)
+: >"$TMP/rate-runs.tsv"
+log "fixed rate: $RATE req/s for $RATE_DURATION per run, $RATE_REPEAT rounds (oha, latency correction)"
+for round in $(seq "$RATE_REPEAT"); do
+    for entry in "${RATE_CASES[@]}"; do
+        IFS='|' read -r key _ _ url method <<<"$entry"
+        rate_run "$key" "$round" "$url" "$method"
+    done
+done
+
+# One row per case: the round with the median p99; CPU µs/request over all
+# rounds (the ticks of the PIDs over the responses of every measured run).
+hz=$(getconf CLK_TCK)
+for entry in "${RATE_CASES[@]}"; do
+    IFS='|' read -r key case_name target _ _ <<<"$entry"
+    median=$(awk -F'\t' -v k="$key" '$1 == k {print $5, $0}' "$TMP/rate-runs.tsv" | sort -g |
+        awk -v n="$RATE_REPEAT" 'NR == int((n + 1) / 2)' | cut -d' ' -f2-)
+    IFS=$'\t' read -r _ _ achieved p50 p99 p999 _ _ _ <<<"$median"
+    responses=$(awk -F'\t' -v k="$key" '$1 == k {n += $7} END {print n + 0}' "$TMP/rate-runs.tsv")
+    non2xx=$(awk -F'\t' -v k="$key" '$1 == k {n += $8} END {print n + 0}' "$TMP/rate-runs.tsv")
+    errors=$(awk -F'\t' -v k="$key" '$1 == k {n += $9} END {print n + 0}' "$TMP/rate-runs.tsv")
+    cpu_us=$(awk -v t="${RATE_TICKS[$key]}" -v hz="$hz" -v n="$responses" \
+        'BEGIN { if (n > 0) printf "%.1f", t * 1000000 / hz / n; else print "n/a" }')
+    note=""
+    [ "$non2xx" != 0 ] && note="$non2xx non-2xx responses!"
+    [ "$errors" != 0 ] && note="${note:+$note; }$errors errors!"
+    # A rate not held means the server (or oha) fell behind: the latencies are
+    # then those of a queue, not of the rate asked for.
+    awk -v a="$achieved" -v r="$RATE" 'BEGIN { exit !(a < 0.98 * r) }' &&
+        note="${note:+$note; }rate not held"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$case_name" "$target" \
+        "$achieved" "$p50" "$p99" "$p999" "$cpu_us" "$note" >>"$RATE_ROWS"
+done
+
+# ---------------------------------------------------------------------------
+# 6. Report: the machine, the two tables, the ratios against the targets of
+#    issues 6 and 12.
 # ---------------------------------------------------------------------------
 field() { awk -F'\t' -v k="$1" -v c="$2" '$1 == k {print $c}' "$ROWS"; }
 rps() { field "$1" 4; }
 p99() { field "$1" 6; }
 cpu() { field "$1" 9; }
+# The fixed-rate rows: p99 in ms, and what a proxy adds to the app's p99.
+rate_p99() { awk -F'\t' -v k="$1" '$1 == k {print $6}' "$RATE_ROWS"; }
+added_p99() {
+    awk -v p="$(rate_p99 "$1")" -v d="$(rate_p99 rate_direct)" 'BEGIN {
+        if (p == "" || d == "" || p == "n/a" || d == "n/a") print "n/a"; else printf "%.3f", p - d }'
+}
 
-# ratio A B: A/B with two decimals, or n/a when either side is missing.
+# ratio A B: A/B with two decimals, or n/a when either side is missing (or B
+# is not positive: an added latency at or below zero has no meaningful ratio).
 ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN {
-        if (a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'
+        if (a == "n/a" || b == "n/a" || b + 0 <= 0) print "n/a"; else printf "%.2f", a / b }'
 }
 # verdict VALUE OP TARGET: "yes"/"no" for VALUE >= or <= TARGET.
 verdict() {
@@ -355,6 +492,7 @@ verdict() {
 version_of() { node -p "require('$BENCH_DIR/reference-express/node_modules/$1/package.json').version"; }
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 deb_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo unknown; }
+rate_label=$(sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"$RATE")
 revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -n "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] && revision="$revision+local changes"
 
@@ -365,10 +503,12 @@ report() {
     echo "- Machine: ${cpu:-unknown CPU}, $(nproc) cores, $(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)"
     echo "- Software: $(nginx -v 2>&1 | sed 's/^nginx version: //'), node $(node --version), express $(version_of express), @stream-io/node-sdk $(version_of @stream-io/node-sdk)," \
         "lua-nginx-module $(deb_version libnginx-mod-http-lua), LuaJIT $(deb_version libluajit2-5.1-2), lua-cjson $(deb_version lua-cjson)," \
-        "$(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')"
+        "$(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}'), $("$OHA" --version)"
     echo "- Load: wrk, 1 thread, $CONNECTIONS keep-alive connections, $WARMUP warm-up then $REPEAT measured runs of $DURATION (the median by requests/s is shown), all on 127.0.0.1;" \
         "every server on one worker/thread (streamgate \`threads: 1\`, nginx \`worker_processes 1\`, node)."
     echo "- Peak RSS: VmHWM of the server's processes during the measured run (nginx: master + worker; for a proxy, the proxy only)."
+    echo "- Fixed rate: oha, 1 worker thread, $CONNECTIONS keep-alive connections holding $rate_label req/s with \`--latency-correction\` (each request timed from when it was due)," \
+        "$RATE_WARMUP warm-up then $RATE_REPEAT rounds of $RATE_DURATION per target, every target once per round (the round with the median p99 is shown; CPU over all rounds)."
     echo
     echo "| Case | Target | Requests/s | CPU µs/request | p50 (ms) | p99 (ms) | Peak RSS (MiB) | Note |"
     echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
@@ -376,6 +516,17 @@ report() {
         rss = ($7 == "n/a") ? "n/a" : sprintf("%.1f", $7 / 1024)
         rps = ($4 == "n/a") ? "n/a" : sprintf("%.0f", $4)
         printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $3, rps, $9, $5, $6, rss, $8 }' "$ROWS"
+    echo
+    echo "Latency at a fixed $rate_label req/s (oha, coordinated omission corrected); added p99 = the proxy's p99 − nginx direct's p99."
+    echo
+    echo "| Case | Target | Achieved req/s | CPU µs/request | p50 (ms) | p99 (ms) | p99.9 (ms) | Added p99 (ms) | Note |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    local key case_name target achieved p50 p99 p999 cpu_us note added
+    while IFS=$'\t' read -r key case_name target achieved p50 p99 p999 cpu_us note; do
+        added="—"
+        case $key in rate_nginx | rate_haproxy | rate_sg | rate_floor) added=$(added_p99 "$key") ;; esac
+        echo "| $case_name | $target | $achieved | $cpu_us | $p50 | $p99 | $p999 | $added | $note |"
+    done <"$RATE_ROWS"
     echo
 
     local r sg_rss
@@ -409,6 +560,10 @@ report() {
     echo "| Token endpoint vs nginx + Lua, requests/s | ${r}× | ≥ 1.5× | $(verdict "$r" '>=' 1.5) |"
     r=$(ratio "$(cpu token_sg)" "$(cpu token_lua)")
     echo "| Token endpoint vs nginx + Lua, CPU µs/token ($(cpu token_sg) vs $(cpu token_lua)) | ${r}× | ≤ 0.6× | $(verdict "$r" '<=' 0.6) |"
+    r=$(ratio "$(added_p99 rate_sg)" "$(added_p99 rate_nginx)")
+    echo "| Added p99 latency at $rate_label req/s, streamgate vs nginx proxy_pass ($(added_p99 rate_sg) vs $(added_p99 rate_nginx) ms) | ${r}× | ≤ 1.0× | $(verdict "$r" '<=' 1.0) |"
+    r=$(ratio "$(added_p99 rate_sg)" "$(added_p99 rate_floor)")
+    echo "| Added p99 latency at $rate_label req/s, streamgate vs bare Pingora ($(added_p99 rate_sg) vs $(added_p99 rate_floor) ms), for information | ${r}× | — | — |"
     r=$(ratio "$(rps token_sg)" "$(rps ceiling)")
     echo "| Token endpoint vs ceiling, requests/s | ${r}× | ≥ 0.8× | $(verdict "$r" '>=' 0.8) |"
     sg_rss=$(awk -F'\t' '$3 ~ /^streamgate/ && $7 != "n/a" && $7 + 0 > m {m = $7} END {printf "%.1f", m / 1024}' "$ROWS")
