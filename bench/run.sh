@@ -444,6 +444,10 @@ for entry in "${RATE_CASES[@]}"; do
     median=$(awk -F'\t' -v k="$key" '$1 == k {print $5, $0}' "$TMP/rate-runs.tsv" | sort -g |
         awk -v n="$RATE_REPEAT" 'NR == int((n + 1) / 2)' | cut -d' ' -f2-)
     IFS=$'\t' read -r _ _ achieved p50 p99 p999 _ _ _ <<<"$median"
+    # The spread of p99 over the rounds, so that the noise is in the report.
+    p99_range=$(awk -F'\t' -v k="$key" '$1 == k && $5 != "n/a" {
+        if (n++ == 0 || $5 < lo) lo = $5; if ($5 > hi) hi = $5 }
+        END { if (n) printf "%.3f–%.3f", lo, hi; else print "n/a" }' "$TMP/rate-runs.tsv")
     responses=$(awk -F'\t' -v k="$key" '$1 == k {n += $7} END {print n + 0}' "$TMP/rate-runs.tsv")
     non2xx=$(awk -F'\t' -v k="$key" '$1 == k {n += $8} END {print n + 0}' "$TMP/rate-runs.tsv")
     errors=$(awk -F'\t' -v k="$key" '$1 == k {n += $9} END {print n + 0}' "$TMP/rate-runs.tsv")
@@ -456,8 +460,8 @@ for entry in "${RATE_CASES[@]}"; do
     # then those of a queue, not of the rate asked for.
     awk -v a="$achieved" -v r="$RATE" 'BEGIN { exit !(a < 0.98 * r) }' &&
         note="${note:+$note; }rate not held"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$case_name" "$target" \
-        "$achieved" "$p50" "$p99" "$p999" "$cpu_us" "$note" >>"$RATE_ROWS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$case_name" "$target" \
+        "$achieved" "$p50" "$p99" "$p999" "$cpu_us" "$p99_range" "$note" >>"$RATE_ROWS"
 done
 
 # ---------------------------------------------------------------------------
@@ -519,13 +523,14 @@ report() {
     echo
     echo "Latency at a fixed $rate_label req/s (oha, coordinated omission corrected); added p99 = the proxy's p99 − nginx direct's p99."
     echo
-    echo "| Case | Target | Achieved req/s | CPU µs/request | p50 (ms) | p99 (ms) | p99.9 (ms) | Added p99 (ms) | Note |"
-    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-    local key case_name target achieved p50 p99 p999 cpu_us note added
-    while IFS=$'\t' read -r key case_name target achieved p50 p99 p999 cpu_us note; do
+    echo "| Case | Target | Achieved req/s | CPU µs/request | p50 (ms) | p99 (ms) | p99, all rounds (ms) | p99.9 (ms) | Added p99 (ms) | Note |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    local key case_name target achieved p50 p99 p999 cpu_us note p99_range added
+    # The note is last: read would merge the tabs around an empty field.
+    while IFS=$'\t' read -r key case_name target achieved p50 p99 p999 cpu_us p99_range note; do
         added="—"
         case $key in rate_nginx | rate_haproxy | rate_sg | rate_floor) added=$(added_p99 "$key") ;; esac
-        echo "| $case_name | $target | $achieved | $cpu_us | $p50 | $p99 | $p999 | $added | $note |"
+        echo "| $case_name | $target | $achieved | $cpu_us | $p50 | $p99 | $p99_range | $p999 | $added | $note |"
     done <"$RATE_ROWS"
     echo
 
