@@ -29,6 +29,7 @@ pub struct Signer {
     keyed: Hmac<Sha256>,
 }
 
+// The key is secret: `{:?}` must never reveal it, even by accident in a log line.
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Signer(<redacted>)")
@@ -50,6 +51,7 @@ impl Signer {
         }
     }
 
+    /// `header.payload.signature`, with the fixed SDK header.
     pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, SignError> {
         let payload = serde_json::to_vec(claims).map_err(|e| SignError(e.to_string()))?;
         let payload_len = base64::encoded_len(payload.len(), false).unwrap_or(0);
