@@ -8,7 +8,7 @@
 #   bench/slow_clients.sh 1000       # any list of N
 #
 # Each N gets a fresh streamgate. Knobs (environment): SG_BIN (default
-# target/release/streamgate, built if missing), SLOW_SENT_KIB (how much of the
+# $CARGO_TARGET_DIR or target/, release/streamgate, built if missing), SLOW_SENT_KIB (how much of the
 # header each client sends before it stalls, 15: midway), SLOW_HOLD (seconds
 # the clients stay stuck, 5), SLOW_AFTER (seconds to wait after they leave,
 # 10), SLOW_MAX_CONNECTIONS (http.max_downstream_connections; streamgate's
@@ -19,7 +19,7 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
-SG_BIN=${SG_BIN:-$ROOT/target/release/streamgate}
+SG_BIN=${SG_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/streamgate}
 SENT_KIB=${SLOW_SENT_KIB:-15}
 HOLD=${SLOW_HOLD:-5}
 AFTER=${SLOW_AFTER:-10}

@@ -33,7 +33,7 @@ ADMIN_PORT=$((PORT_BASE + 2))
 # the quiesced samples wait for it, so that streamgate's idle pool drains.
 APP_IDLE=4
 
-SG_BIN=$ROOT/target/release/streamgate
+SG_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/streamgate
 RESULTS=$ROOT/bench/results/soak-latest.md
 
 log() { printf '==> %s\n' "$*" >&2; }
