@@ -355,15 +355,13 @@ fn the_tls_example_config_serves_as_the_readme_shows() {
                 r#"{"userId":"john_doe"}"#,
                 &format!("{base}/api/tokens/user"),
             ]),
-            curl(&[
-                "-X",
-                "POST",
-                "-H",
-                "content-type: application/grpc",
-                "-H",
-                "te: trailers",
-                &format!("{base}/helloworld.Greeter/SayHello"),
-            ]),
+            curl(
+                &[
+                    &common::GRPC_CALL[..],
+                    &[&format!("{base}/helloworld.Greeter/SayHello")],
+                ]
+                .concat(),
+            ),
         ]
     });
     let stderr = example.stop();

@@ -147,16 +147,8 @@ async fn streamgate_answers_a_grpc_call_in_grpc_form() {
     std::fs::write(&message, [0u8; 5]).unwrap();
     let data = format!("@{}", message.display());
     let grpc = |path: &str, extra: &[&str]| {
-        let mut args = vec![
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/grpc",
-            "-H",
-            "te: trailers",
-            "--data-binary",
-            &data,
-        ];
+        let mut args = GRPC_CALL.to_vec();
+        args.extend(["--data-binary", &data]);
         args.extend_from_slice(extra);
         curl_h2(&gate.url(path), &args)
     };

@@ -108,6 +108,17 @@ impl Curled {
     }
 }
 
+/// curl arguments that make a request a gRPC call (gRPC over HTTP/2,
+/// "Requests"): a POST of `application/grpc` that accepts trailers.
+pub const GRPC_CALL: [&str; 6] = [
+    "-X",
+    "POST",
+    "-H",
+    "content-type: application/grpc",
+    "-H",
+    "te: trailers",
+];
+
 /// `curl -sS` with `args`, run from the repository root (the examples' paths
 /// are relative to it); panics when curl gets no answer.
 pub fn curl(args: &[&str]) -> Curled {
