@@ -500,6 +500,20 @@ rate_label=$(sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"$RATE")
 revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -n "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] && revision="$revision+local changes"
 
+# ratio_row LABEL A B [OP TARGET [SHOWN]]: a row of the ratios table, A/B
+# against TARGET (OP ">=" or "<=", shown as "≥ TARGET×" / "≤ TARGET×" unless
+# SHOWN says otherwise); without OP, a row for information only.
+ratio_row() {
+    local r shown
+    r=$(ratio "$2" "$3")
+    if [ $# -lt 5 ]; then
+        echo "| $1 | ${r}× | — | — |"
+        return
+    fi
+    if [ "$4" = '>=' ]; then shown="≥ $5×"; else shown="≤ $5×"; fi
+    echo "| $1 | ${r}× | ${6:-$shown} | $(verdict "$r" "$4" "$5") |"
+}
+
 report() {
     echo "## streamgate benchmark"
     echo
@@ -534,15 +548,13 @@ report() {
     done <"$RATE_ROWS"
     echo
 
-    local r sg_rss
+    local sg_rss
     echo "| Ratio (same run) | Measured | Target | Met |"
     echo "| --- | ---: | ---: | :---: |"
-    r=$(ratio "$(rps token_sg)" "$(rps token_ex)")
-    echo "| Token endpoint vs Express, requests/s | ${r}× | ≥ 50× | $(verdict "$r" '>=' 50) |"
-    r=$(ratio "$(p99 token_sg)" "$(p99 token_ex)")
-    echo "| Token endpoint vs Express, p99 ($(p99 token_sg) vs $(p99 token_ex) ms) | ${r}× | < 1× | $(verdict "$r" '<=' 0.9999) |"
-    r=$(ratio "$(rps token_sg)" "$(rps small_direct)")
-    echo "| Token endpoint vs nginx direct \`return 200\`, requests/s | ${r}× | ≥ 0.5× | $(verdict "$r" '>=' 0.5) |"
+    ratio_row "Token endpoint vs Express, requests/s" "$(rps token_sg)" "$(rps token_ex)" '>=' 50
+    ratio_row "Token endpoint vs Express, p99 ($(p99 token_sg) vs $(p99 token_ex) ms)" \
+        "$(p99 token_sg)" "$(p99 token_ex)" '<=' 0.9999 "< 1×"
+    ratio_row "Token endpoint vs nginx direct \`return 200\`, requests/s" "$(rps token_sg)" "$(rps small_direct)" '>=' 0.5
     local key label
     for key in small big up; do
         case $key in
@@ -550,27 +562,24 @@ report() {
             big) label="1 MiB response" ;;
             up) label="1 MiB upload" ;;
         esac
-        r=$(ratio "$(rps ${key}_sg)" "$(rps ${key}_nginx)")
-        echo "| Pass-through ($label) vs nginx proxy_pass, requests/s | ${r}× | ≥ 1.0× | $(verdict "$r" '>=' 1.0) |"
-        r=$(ratio "$(p99 ${key}_sg)" "$(p99 ${key}_nginx)")
-        echo "| Pass-through ($label) vs nginx proxy_pass, p99 ($(p99 ${key}_sg) vs $(p99 ${key}_nginx) ms) | ${r}× | ≤ 1.0× | $(verdict "$r" '<=' 1.0) |"
+        ratio_row "Pass-through ($label) vs nginx proxy_pass, requests/s" "$(rps ${key}_sg)" "$(rps ${key}_nginx)" '>=' 1.0
+        ratio_row "Pass-through ($label) vs nginx proxy_pass, p99 ($(p99 ${key}_sg) vs $(p99 ${key}_nginx) ms)" \
+            "$(p99 ${key}_sg)" "$(p99 ${key}_nginx)" '<=' 1.0
     done
-    r=$(ratio "$(cpu small_sg)" "$(cpu small_nginx)")
-    echo "| Pass-through (small GET) vs nginx proxy_pass, CPU µs/request ($(cpu small_sg) vs $(cpu small_nginx)) | ${r}× | ≤ 1.0× | $(verdict "$r" '<=' 1.0) |"
-    r=$(ratio "$(cpu small_sg)" "$(cpu small_haproxy)")
-    echo "| Pass-through (small GET) vs HAProxy, CPU µs/request ($(cpu small_sg) vs $(cpu small_haproxy)) | ${r}× | ≤ 1.0× | $(verdict "$r" '<=' 1.0) |"
-    r=$(ratio "$(cpu small_sg)" "$(cpu small_floor)")
-    echo "| Pass-through (small GET) vs bare Pingora, CPU µs/request ($(cpu small_sg) vs $(cpu small_floor)) | ${r}× | ≤ 1.05× | $(verdict "$r" '<=' 1.05) |"
-    r=$(ratio "$(rps token_sg)" "$(rps token_lua)")
-    echo "| Token endpoint vs nginx + Lua, requests/s | ${r}× | ≥ 1.5× | $(verdict "$r" '>=' 1.5) |"
-    r=$(ratio "$(cpu token_sg)" "$(cpu token_lua)")
-    echo "| Token endpoint vs nginx + Lua, CPU µs/token ($(cpu token_sg) vs $(cpu token_lua)) | ${r}× | ≤ 0.6× | $(verdict "$r" '<=' 0.6) |"
-    r=$(ratio "$(added_p99 rate_sg)" "$(added_p99 rate_nginx)")
-    echo "| Added p99 latency at $rate_label req/s, streamgate vs nginx proxy_pass ($(added_p99 rate_sg) vs $(added_p99 rate_nginx) ms) | ${r}× | ≤ 1.0× | $(verdict "$r" '<=' 1.0) |"
-    r=$(ratio "$(added_p99 rate_sg)" "$(added_p99 rate_floor)")
-    echo "| Added p99 latency at $rate_label req/s, streamgate vs bare Pingora ($(added_p99 rate_sg) vs $(added_p99 rate_floor) ms), for information | ${r}× | — | — |"
-    r=$(ratio "$(rps token_sg)" "$(rps ceiling)")
-    echo "| Token endpoint vs ceiling, requests/s | ${r}× | ≥ 0.8× | $(verdict "$r" '>=' 0.8) |"
+    local peer target
+    for peer in "nginx proxy_pass:small_nginx:1.0" "HAProxy:small_haproxy:1.0" "bare Pingora:small_floor:1.05"; do
+        IFS=: read -r label key target <<<"$peer"
+        ratio_row "Pass-through (small GET) vs $label, CPU µs/request ($(cpu small_sg) vs $(cpu "$key"))" \
+            "$(cpu small_sg)" "$(cpu "$key")" '<=' "$target"
+    done
+    ratio_row "Token endpoint vs nginx + Lua, requests/s" "$(rps token_sg)" "$(rps token_lua)" '>=' 1.5
+    ratio_row "Token endpoint vs nginx + Lua, CPU µs/token ($(cpu token_sg) vs $(cpu token_lua))" \
+        "$(cpu token_sg)" "$(cpu token_lua)" '<=' 0.6
+    ratio_row "Added p99 latency at $rate_label req/s, streamgate vs nginx proxy_pass ($(added_p99 rate_sg) vs $(added_p99 rate_nginx) ms)" \
+        "$(added_p99 rate_sg)" "$(added_p99 rate_nginx)" '<=' 1.0
+    ratio_row "Added p99 latency at $rate_label req/s, streamgate vs bare Pingora ($(added_p99 rate_sg) vs $(added_p99 rate_floor) ms), for information" \
+        "$(added_p99 rate_sg)" "$(added_p99 rate_floor)"
+    ratio_row "Token endpoint vs ceiling, requests/s" "$(rps token_sg)" "$(rps ceiling)" '>=' 0.8
     sg_rss=$(awk -F'\t' '$3 ~ /^streamgate/ && $7 != "n/a" && $7 + 0 > m {m = $7} END {printf "%.1f", m / 1024}' "$ROWS")
     echo "| streamgate peak RSS under load (largest row) | ${sg_rss} MiB | ≤ 32 MiB | $(verdict "$sg_rss" '<=' 32) |"
 }
