@@ -13,7 +13,8 @@
 //! - [`routing`]: the ordered route table.
 //!
 //! Around them: [`config`] (file → checked model), [`limits`] (rate limits),
-//! [`reload`] (following mounted files), [`tls`] (listener certificates and
+//! [`reload`] (following mounted files), [`fetch`] (the identity provider's
+//! keys over HTTPS), [`tls`] (listener certificates and
 //! client CAs), [`telemetry`] (process log, access log, metrics). The Pingora glue is [`proxy`] (the one `ProxyHttp`),
 //! [`upstream`] (peers and sub-requests), [`respond`] (every answer
 //! streamgate writes itself), [`admin`] (probes and metrics listener) and
@@ -24,6 +25,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod fetch;
 pub mod identity;
 pub mod limits;
 pub mod net;

@@ -28,6 +28,7 @@ fn assert_well_formed(body: &[u8]) {
     let identity = Identity {
         user_id: "john_doe".into(),
         roles: vec!["moderator".into()],
+        expires_at: None,
     };
     assert_well_formed_as(MintKind::UserToken, body, None);
     assert_well_formed_as(MintKind::CallToken, body, Some(&identity));

@@ -4,7 +4,7 @@
 //!
 //! Readiness is what Kubernetes routes traffic by, so it says no for every
 //! reason a token request or a proxied request would fail: no signing key yet,
-//! shutting down, or (when a probe path is configured) the app not answering.
+//! no identity provider keys yet, shutting down, or (when a probe path is configured) the app not answering.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::config::ReadinessProbe;
+use crate::identity::JwksKeys;
 use crate::respond::Answer;
 use crate::telemetry::metrics::Metrics;
 use crate::token::SignerSlot;
@@ -46,6 +47,9 @@ pub struct AdminService {
     /// The probe and the upstream it asks.
     pub probe: Option<(ReadinessProbe, Arc<Upstream>)>,
     pub connector: Connector,
+    /// Key sets fetched from identity providers: not ready until each has
+    /// keys, as with the Stream API secret.
+    pub key_sets: Vec<Arc<JwksKeys>>,
 }
 
 /// How much of the app's answer to the readiness probe is read at most.
@@ -68,6 +72,12 @@ impl AdminService {
         }
         if !self.signer.is_loaded() {
             return not_ready("no Stream API secret loaded yet");
+        }
+        if let Some(pending) = self.key_sets.iter().find(|keys| !keys.is_loaded()) {
+            let url = pending.origin().map_or("", |origin| origin.location.url());
+            return not_ready(&format!(
+                "the identity provider's keys ({url}) have not been fetched yet"
+            ));
         }
         if let Some((probe, upstream)) = &self.probe {
             let request = match RequestHeader::build("GET", probe.path.as_bytes(), None) {

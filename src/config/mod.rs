@@ -25,7 +25,7 @@ pub use model::{
     TokenRouteSettings, UpstreamProtocol, UpstreamSettings,
 };
 
-use crate::identity::IdentitySource;
+use crate::identity::{IdentitySource, JwksKeys};
 use crate::net::TrustedNetworks;
 use crate::reload::WatchedFile;
 use crate::routing::RouteTable;
@@ -97,6 +97,17 @@ impl Config {
                 RouteAction::Mint(settings) => Some((route.describe(), settings.as_ref())),
                 _ => None,
             })
+    }
+
+    /// Every key set `jwt` mode fetches from an identity provider (one per
+    /// token route that names an `issuer_url` or `jwks_url`).
+    pub fn remote_key_sets(&self) -> Vec<Arc<JwksKeys>> {
+        self.token_routes()
+            .filter_map(|(_, settings)| match &settings.identity {
+                IdentitySource::Jwt(jwt) => jwt.remote_keys().cloned(),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Things that are allowed but that an operator must hear about at start.

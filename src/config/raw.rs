@@ -354,6 +354,15 @@ pub(super) struct RawJwt {
     pub hs256_secret_file: Option<PathBuf>,
     pub public_key_file: Option<PathBuf>,
     pub jwks_file: Option<PathBuf>,
+    /// OpenID Connect Discovery: the key set is the `jwks_uri` of
+    /// `{issuer_url}/.well-known/openid-configuration`; also the `iss` required.
+    pub issuer_url: Option<String>,
+    pub jwks_url: Option<String>,
+    /// How `issuer_url`/`jwks_url` are fetched.
+    pub jwks_fetch: Option<RawJwksFetch>,
+    /// The minted token's `exp` is at most the presented JWT's `exp`.
+    #[serde(default = "default_true")]
+    pub cap_exp_to_credential: bool,
     pub algorithms: Option<Vec<String>>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
@@ -362,6 +371,35 @@ pub(super) struct RawJwt {
     pub roles_claim: Option<String>,
     #[serde(with = "humantime_serde", default = "seconds::<30>")]
     pub leeway: Duration,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJwksFetch {
+    #[serde(with = "humantime_serde", default = "seconds::<5>")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde", default = "seconds::<10>")]
+    pub timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde", default = "seconds::<300>")]
+    pub min_cache_duration: Duration,
+    #[serde(with = "humantime_serde", default = "seconds::<3600>")]
+    pub max_cache_duration: Duration,
+    #[serde(with = "humantime_serde", default = "seconds::<30>")]
+    pub unknown_kid_refetch_interval: Duration,
+}
+
+impl Default for RawJwksFetch {
+    fn default() -> Self {
+        RawJwksFetch {
+            connect_timeout: seconds::<5>(),
+            timeout: seconds::<10>(),
+            ca_file: None,
+            min_cache_duration: seconds::<300>(),
+            max_cache_duration: seconds::<3600>(),
+            unknown_kid_refetch_interval: seconds::<30>(),
+        }
+    }
 }
 
 fn default_user_claim() -> String {

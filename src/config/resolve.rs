@@ -6,10 +6,13 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use super::error::ConfigError;
+use super::raw::RawJwksFetch;
+use crate::identity::jwks::{JwksLocation, RemoteJwks};
 use crate::identity::{decoding_key_from_pem, JwksKeys, JwtKeys};
 use crate::reload::{Applied, WatchedFile};
 use crate::tls::{ClientVerifier, PairFile, ServerCertificate};
@@ -28,6 +31,8 @@ pub(super) enum JwtKeySource {
     SecretFile(PathBuf),
     PublicKeyFile(PathBuf),
     JwksFile(PathBuf),
+    /// Fetched from the identity provider while running.
+    Remote(JwksLocation, RawJwksFetch),
 }
 
 /// A key source, read.
@@ -78,7 +83,7 @@ pub(super) fn jwt_keys(key: &str, source: JwtKeySource) -> Result<ResolvedJwtKey
             let watched = WatchedFile::new(
                 path,
                 "JWKS",
-                Box::new(move |content| target.replace(content).map(|()| Applied::Changed)),
+                Box::new(move |content| target.replace(content).map(|_| Applied::Changed)),
             )
             .applied(&document);
             Ok(ResolvedJwtKeys {
@@ -87,7 +92,72 @@ pub(super) fn jwt_keys(key: &str, source: JwtKeySource) -> Result<ResolvedJwtKey
                 watched: Some(Arc::new(watched)),
             })
         }
+        JwtKeySource::Remote(location, fetch) => {
+            let origin = remote_jwks(key, location, fetch)?;
+            Ok(ResolvedJwtKeys {
+                keys: JwtKeys::Jwks(Arc::new(JwksKeys::remote(origin))),
+                default_algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+                watched: None,
+            })
+        }
     }
+}
+
+/// How a remote key set is fetched, checked; its CA file read and parsed here
+/// so that a bad one fails the load, not the first fetch.
+fn remote_jwks(
+    key: &str,
+    location: JwksLocation,
+    fetch: RawJwksFetch,
+) -> Result<RemoteJwks, ConfigError> {
+    let field = |name: &str| format!("{key}.jwks_fetch.{name}");
+    for (name, value) in [
+        ("connect_timeout", fetch.connect_timeout),
+        ("timeout", fetch.timeout),
+        ("min_cache_duration", fetch.min_cache_duration),
+    ] {
+        if value.is_zero() {
+            return Err(ConfigError::new(field(name), "must be more than 0s"));
+        }
+    }
+    if fetch.max_cache_duration < fetch.min_cache_duration {
+        return Err(ConfigError::new(
+            field("max_cache_duration"),
+            "must not be less than min_cache_duration",
+        ));
+    }
+    if fetch.unknown_kid_refetch_interval < Duration::from_secs(1) {
+        return Err(ConfigError::new(
+            field("unknown_kid_refetch_interval"),
+            "must be at least 1s: it is what keeps a flood of tokens with made-up key ids \
+             from becoming a flood of requests to the identity provider",
+        ));
+    }
+    let ca_pem = match &fetch.ca_file {
+        None => None,
+        Some(path) => {
+            let name = field("ca_file");
+            let pem = read(&name, path)?;
+            match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certificates) if !certificates.is_empty() => Some(pem),
+                _ => {
+                    return Err(ConfigError::new(
+                        name,
+                        format!("{}: no PEM certificate in it", path.display()),
+                    ))
+                }
+            }
+        }
+    };
+    Ok(RemoteJwks {
+        location,
+        connect_timeout: fetch.connect_timeout,
+        timeout: fetch.timeout,
+        ca_pem,
+        min_cache_duration: fetch.min_cache_duration,
+        max_cache_duration: fetch.max_cache_duration,
+        unknown_kid_refetch_interval: fetch.unknown_kid_refetch_interval,
+    })
 }
 
 /// A TLS listener's certificate and key, read and checked as the running

@@ -12,6 +12,8 @@ use super::jwks::JwksKeys;
 use super::{scalar_string, string_list, Identity, IdentityError, UserIdTemplate};
 
 pub(super) const BEARER_CHALLENGE: &str = r#"Bearer realm="streamgate""#;
+/// The refusal of a JWT whose `kid` is not in the key set.
+pub(super) const UNKNOWN_KID: &str = "invalid JWT: no key in the JWKS matches its kid";
 const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="streamgate", error="invalid_token""#;
 
 /// Where JWT verification keys come from.
@@ -43,6 +45,8 @@ pub struct JwtIdentity {
     user_claim: String,
     roles_claim: Option<String>,
     template: UserIdTemplate,
+    /// Whether a token minted for the caller expires no later than their JWT.
+    cap_exp: bool,
 }
 
 impl JwtIdentity {
@@ -69,6 +73,23 @@ impl JwtIdentity {
             user_claim,
             roles_claim,
             template,
+            cap_exp: false,
+        }
+    }
+
+    /// With `cap`, the identity carries the JWT's `exp`, and the token minted
+    /// for it expires no later (see [`crate::token::TokenMinter::issue`]).
+    pub fn cap_exp_to_credential(mut self, cap: bool) -> Self {
+        self.cap_exp = cap;
+        self
+    }
+
+    /// The key set, when it is fetched from the identity provider and may be
+    /// asked for again (a token naming an unknown `kid`).
+    pub fn remote_keys(&self) -> Option<&Arc<JwksKeys>> {
+        match &self.keys {
+            JwtKeys::Jwks(keys) if keys.origin().is_some() => Some(keys),
+            _ => None,
         }
     }
 
@@ -89,13 +110,18 @@ impl JwtIdentity {
             JwtKeys::Jwks(keys) => {
                 let header = jsonwebtoken::decode_header(token)
                     .map_err(|e| invalid(format!("invalid JWT: {e}")))?;
+                if !keys.is_loaded() {
+                    return Err(IdentityError::Unavailable(
+                        "the identity provider's keys have not been fetched yet".into(),
+                    ));
+                }
                 let keys = keys.current();
                 let jwk = match header.kid.as_deref() {
                     Some(kid) => keys.find(kid),
                     None if keys.keys.len() == 1 => keys.keys.first(),
                     None => None,
                 }
-                .ok_or_else(|| invalid("invalid JWT: no key in the JWKS matches its kid".into()))?;
+                .ok_or_else(|| invalid(UNKNOWN_KID.into()))?;
                 let key = DecodingKey::from_jwk(jwk)
                     .map_err(|e| invalid(format!("invalid JWT: unusable JWKS key: {e}")))?;
                 let validation = self
@@ -123,7 +149,17 @@ impl JwtIdentity {
             .and_then(|claim| claims.get(claim))
             .map(string_list)
             .unwrap_or_default();
-        self.template.apply(&user, roles)
+        let mut identity = self.template.apply(&user, roles)?;
+        if self.cap_exp {
+            // jsonwebtoken has already required a numeric `exp` in the future
+            // (within leeway); a fractional one (RFC 7519 NumericDate allows
+            // it) counts down to its whole second.
+            identity.expires_at = claims.get("exp").and_then(|exp| {
+                exp.as_u64()
+                    .or_else(|| exp.as_f64().filter(|f| *f >= 0.0).map(|f| f.floor() as u64))
+            });
+        }
+        Ok(identity)
     }
 
     fn decode(

@@ -18,6 +18,7 @@ pub mod forward_auth;
 pub mod header;
 pub mod jwks;
 pub mod jwt;
+pub mod oidc;
 
 pub use crate::token::Identity;
 use crate::token::{is_user_id, USER_ID_RULE};
@@ -50,6 +51,11 @@ impl IdentityError {
             reason: reason.into(),
             challenge,
         }
+    }
+
+    /// The credential names a key (`kid`) that the key set does not hold.
+    pub fn is_unknown_key(&self) -> bool {
+        matches!(self, IdentityError::Unauthorized { reason, .. } if reason == jwt::UNKNOWN_KID)
     }
 
     /// The `result` label of the identity-failures metric.
@@ -87,7 +93,11 @@ impl UserIdTemplate {
     fn apply(&self, raw: &str, roles: Vec<String>) -> Result<Identity, IdentityError> {
         let user_id = format!("{}{raw}{}", self.prefix, self.suffix);
         if is_user_id(&user_id) {
-            Ok(Identity { user_id, roles })
+            Ok(Identity {
+                user_id,
+                roles,
+                expires_at: None,
+            })
         } else {
             Err(IdentityError::Forbidden(format!(
                 "the authenticated user {raw:?} does not map to a valid Stream user id \

@@ -134,7 +134,8 @@ fn forward_auth_reads_pointer_header_and_statuses() {
         identity,
         Identity {
             user_id: "alice".into(),
-            roles: vec!["moderator".into()]
+            roles: vec!["moderator".into()],
+            expires_at: None,
         }
     );
     let numeric = mode
@@ -205,7 +206,8 @@ fn jwt_identity_verifies_signature_expiry_and_issuer() {
         identity,
         Identity {
             user_id: "alice".into(),
-            roles: vec!["admin".into()]
+            roles: vec!["admin".into()],
+            expires_at: None,
         }
     );
 

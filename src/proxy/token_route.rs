@@ -15,6 +15,7 @@ use super::forwarding::peer_ip;
 use super::framing;
 use super::Gateway;
 use crate::config::TokenRouteSettings;
+use crate::identity::jwks::Refetch;
 use crate::identity::{HeaderIdentity, IdentityError, IdentitySource, JwtIdentity};
 use crate::net::cors::CorsPolicy;
 use crate::net::forwarded::X_FORWARDED_FOR;
@@ -234,13 +235,56 @@ impl Gateway {
                 let trusted = peer.is_some_and(|ip| self.trusted.contains(ip));
                 mode.identify(trusted, headers).map(Some)
             }
-            Caller::Jwt(mode) => mode
-                .identify(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
-                .map(Some),
+            Caller::Jwt(mode) => {
+                let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+                match mode.identify(authorization) {
+                    Err(error) if error.is_unknown_key() => {
+                        self.identify_after_refetch(mode, authorization, error)
+                            .await
+                    }
+                    identified => identified,
+                }
+                .map(Some)
+            }
             Caller::ForwardAuth(check) => check
                 .identify(&self.connector, session.req_header())
                 .await
                 .map(Some),
+        }
+    }
+}
+
+impl Gateway {
+    /// A JWT naming a key the provider's set lacks may be signed with a key
+    /// the provider published since the last fetch (a rotation): ask for the
+    /// set again — at most once per interval, whatever the requests say — and
+    /// look again. Requests meanwhile wait for that one fetch, up to its timeout.
+    async fn identify_after_refetch(
+        &self,
+        mode: &JwtIdentity,
+        authorization: Option<&[u8]>,
+        unknown: IdentityError,
+    ) -> Result<Identity, IdentityError> {
+        let Some(keys) = mode.remote_keys() else {
+            return Err(unknown);
+        };
+        let Some(origin) = keys.origin() else {
+            return Err(unknown);
+        };
+        let outcome = keys.refetch_for_unknown_kid(origin.timeout).await;
+        let result = match outcome {
+            Refetch::Fetched => "fetched",
+            Refetch::Capped => "capped",
+            Refetch::TimedOut => "timed_out",
+            Refetch::NotRemote => return Err(unknown),
+        };
+        self.metrics
+            .jwks_unknown_kid_refetches
+            .with_label_values(&[origin.location.url(), result])
+            .inc();
+        match outcome {
+            Refetch::Fetched => mode.identify(authorization),
+            _ => Err(unknown),
         }
     }
 }

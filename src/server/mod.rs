@@ -34,6 +34,7 @@ use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora::proxy::{http_proxy, HttpProxy};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::RunArgs;
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use sha2::{Digest, Sha256};
 
@@ -45,6 +46,7 @@ mod tls;
 
 use crate::admin::{AdminService, Health};
 use crate::config::{Config, HttpSettings, SecretSource, ServerSettings};
+use crate::fetch::KeySetFetchers;
 use crate::proxy::Gateway;
 use crate::reload::{self, Applied, Reload, WatchedFile};
 use crate::telemetry::metrics::Metrics;
@@ -85,6 +87,11 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     // Kept alive for the life of the process: dropping it stops the watch.
     let _file_watch = reload::watch(watched_files);
 
+    let key_sets = config.remote_key_sets();
+    if let Some(fetchers) = KeySetFetchers::new(key_sets.clone(), &metrics) {
+        server.add_service(background_service("jwks fetch", fetchers));
+    }
+
     let health = Arc::new(Health::default());
     let connector = || {
         Connector::new(Some(ConnectorOptions::from_server_conf(
@@ -111,6 +118,7 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
             metrics: Arc::clone(&metrics),
             probe,
             connector: connector(),
+            key_sets,
         },
     );
     admin.add_tcp(&admin_socket.key());

@@ -37,6 +37,9 @@ pub struct Metrics {
     pub tls_certificate_reloads: IntCounterVec,
     pub tls_certificate_reload_failures: IntCounterVec,
     pub tls_certificate_expiry: IntGaugeVec,
+    pub jwks_fetches: IntCounterVec,
+    pub jwks_keys: IntGaugeVec,
+    pub jwks_unknown_kid_refetches: IntCounterVec,
 }
 
 /// Token answers take microseconds; the default buckets start at 5 ms.
@@ -194,6 +197,26 @@ impl Metrics {
                 "streamgate_tls_certificate_expiry_timestamp_seconds",
                 "When the certificate a TLS listener serves expires, in Unix seconds, by listener.",
                 &["listener"],
+            ),
+            jwks_fetches: counter(
+                "streamgate_jwks_fetches_total",
+                "Fetches of an identity provider's key set (jwt mode's issuer_url or jwks_url), \
+                 by key set (the configured URL) and result (ok, error); after an error the last \
+                 good set stays in use.",
+                &["key_set", "result"],
+            ),
+            jwks_keys: gauge(
+                "streamgate_jwks_keys",
+                "Keys in the key set in use, by key set (the configured URL); 0 until the first \
+                 fetch succeeds.",
+                &["key_set"],
+            ),
+            jwks_unknown_kid_refetches: counter(
+                "streamgate_jwks_unknown_kid_refetches_total",
+                "Tokens naming a key id the key set lacks, by key set and what came of asking the \
+                 provider again: fetched, capped (a refetch already ran within \
+                 unknown_kid_refetch_interval, so the provider was not asked) or timed_out.",
+                &["key_set", "result"],
             ),
             registry,
         };

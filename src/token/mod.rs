@@ -54,6 +54,10 @@ pub struct Identity {
     /// Roles the identity carries (role header, JWT claim, session JSON); they
     /// decide which call roles may be granted beyond the ones anyone may ask for.
     pub roles: Vec<String>,
+    /// When the credential the identity came from expires (Unix seconds):
+    /// a token minted for it expires no later (jwt mode's `exp`, when
+    /// `cap_exp_to_credential` is on).
+    pub expires_at: Option<u64>,
 }
 
 /// Limits and defaults: the `tokens:` section of the configuration, as written
@@ -100,6 +104,8 @@ pub struct TokenMinter {
 pub struct Grant {
     pub user_id: String,
     validity_seconds: u64,
+    /// The identity's credential expiry: the token's `exp` is at most this.
+    not_after: Option<u64>,
     call_id: Option<String>,
     call_type: String,
     role: Option<String>,
@@ -204,17 +210,32 @@ impl TokenMinter {
         Ok(Grant {
             user_id,
             validity_seconds: request.validity_seconds,
+            not_after: identity.and_then(|i| i.expires_at),
             call_id: request.call_id,
             call_type: request.call_type,
             role: request.role,
         })
     }
 
-    /// Signs the token and builds the 200 answer.
+    /// Signs the token and builds the 200 answer. A token is never valid
+    /// longer than the credential it was minted from: its `exp` (and the
+    /// answer's `validityInSeconds`, `expiresAt`) is cut to the credential's
+    /// expiry, and a credential that expires now gets a 401.
     pub fn issue(&self, grant: &Grant, now: SystemTime) -> Result<Reply, Rejection> {
         let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let iat = now.saturating_sub(self.policy.iat_leeway_seconds);
-        let exp = now.saturating_add(grant.validity_seconds);
+        let requested_exp = now.saturating_add(grant.validity_seconds);
+        let exp = grant
+            .not_after
+            .map_or(requested_exp, |cap| cap.min(requested_exp));
+        if exp <= now {
+            return Err(Rejection::Unauthorized(
+                "the presented credential has expired (its exp is now or past, within the \
+                 allowed clock skew): sign in again for a fresh one"
+                    .into(),
+            ));
+        }
+        let validity_seconds = exp - now;
         let call_cid = grant
             .call_id
             .as_deref()
@@ -243,7 +264,7 @@ impl TokenMinter {
                 call_id: grant.call_id.as_deref(),
                 call_type: &grant.call_type,
                 role: grant.role.as_deref(),
-                validity_in_seconds: grant.validity_seconds,
+                validity_in_seconds: validity_seconds,
                 expires_at: expires_at.to_string(),
             },
         };

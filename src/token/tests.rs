@@ -333,6 +333,7 @@ fn alice(roles: &[&str]) -> Identity {
     Identity {
         user_id: "alice".into(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
+        expires_at: None,
     }
 }
 

@@ -9,6 +9,7 @@ use crate::config::error::ConfigError;
 use crate::config::raw::{IdentityMode, RawForwardAuth, RawIdentity, RawJwt};
 use crate::config::resolve::{self, JwtKeySource};
 use crate::config::{HttpSettings, RouteAction, UpstreamSettings};
+use crate::identity::jwks::JwksLocation;
 use crate::identity::{
     ForwardAuth, HeaderIdentity, IdentitySource, JwtIdentity, UserIdLocation, UserIdTemplate,
 };
@@ -168,21 +169,7 @@ fn jwt(
     template: UserIdTemplate,
     watched_files: &mut Vec<Arc<WatchedFile>>,
 ) -> Result<JwtIdentity, ConfigError> {
-    let source = match (
-        block.hs256_secret,
-        block.hs256_secret_file,
-        block.public_key_file,
-        block.jwks_file,
-    ) {
-        (Some(secret), None, None, None) => JwtKeySource::Secret(secret),
-        (None, Some(path), None, None) => JwtKeySource::SecretFile(path),
-        (None, None, Some(path), None) => JwtKeySource::PublicKeyFile(path),
-        (None, None, None, Some(path)) => JwtKeySource::JwksFile(path),
-        _ => return Err(ConfigError::new(
-            key,
-            "needs exactly one of hs256_secret, hs256_secret_file, public_key_file or jwks_file",
-        )),
-    };
+    let source = key_source(&block, key)?;
     let key_is_secret = matches!(
         source,
         JwtKeySource::Secret(_) | JwtKeySource::SecretFile(_)
@@ -220,8 +207,18 @@ fn jwt(
     validation.algorithms = algorithms;
     validation.validate_nbf = true;
     validation.leeway = block.leeway.as_secs();
-    if let Some(issuer) = &block.issuer {
-        validation.set_issuer(&[issuer]);
+    match (&block.issuer, &block.issuer_url) {
+        (Some(issuer), Some(url)) if issuer != url => {
+            return Err(ConfigError::new(
+                format!("{key}.issuer"),
+                format!(
+                    "is {issuer:?} but issuer_url is {url:?}: a provider's tokens carry its issuer \
+                     URL as iss, so leave issuer out (issuer_url sets it)"
+                ),
+            ))
+        }
+        (Some(issuer), _) | (None, Some(issuer)) => validation.set_issuer(&[issuer]),
+        (None, None) => {}
     }
     match &block.audience {
         Some(audience) => validation.set_audience(&[audience]),
@@ -233,5 +230,92 @@ fn jwt(
         block.user_claim,
         block.roles_claim,
         template,
-    ))
+    )
+    .cap_exp_to_credential(block.cap_exp_to_credential))
+}
+
+/// The one key source a `jwt` block names.
+fn key_source(block: &RawJwt, key: &str) -> Result<JwtKeySource, ConfigError> {
+    let mut sources = Vec::new();
+    if let Some(secret) = &block.hs256_secret {
+        sources.push(JwtKeySource::Secret(secret.clone()));
+    }
+    if let Some(path) = &block.hs256_secret_file {
+        sources.push(JwtKeySource::SecretFile(path.clone()));
+    }
+    if let Some(path) = &block.public_key_file {
+        sources.push(JwtKeySource::PublicKeyFile(path.clone()));
+    }
+    if let Some(path) = &block.jwks_file {
+        sources.push(JwtKeySource::JwksFile(path.clone()));
+    }
+    let fetch = block.jwks_fetch.clone();
+    if let Some(url) = &block.issuer_url {
+        let url = remote_url(&format!("{key}.issuer_url"), url, false)?;
+        sources.push(JwtKeySource::Remote(
+            JwksLocation::Issuer(url),
+            fetch.clone().unwrap_or_default(),
+        ));
+    }
+    if let Some(url) = &block.jwks_url {
+        let url = remote_url(&format!("{key}.jwks_url"), url, true)?;
+        sources.push(JwtKeySource::Remote(
+            JwksLocation::Url(url),
+            fetch.clone().unwrap_or_default(),
+        ));
+    }
+    if sources.len() != 1 {
+        return Err(ConfigError::new(
+            key,
+            "needs exactly one of hs256_secret, hs256_secret_file, public_key_file, jwks_file, \
+             issuer_url or jwks_url",
+        ));
+    }
+    if fetch.is_some() && !matches!(sources[0], JwtKeySource::Remote(..)) {
+        return Err(ConfigError::new(
+            format!("{key}.jwks_fetch"),
+            "is set but the keys are not fetched (no issuer_url or jwks_url)",
+        ));
+    }
+    Ok(sources.remove(0))
+}
+
+/// An identity provider URL streamgate fetches keys from: `https`, or `http`
+/// to a loopback address only (a test IdP), since keys fetched in the clear
+/// let anyone on the path mint tokens for any user. No credentials in it
+/// (it is a metrics label and appears in logs), and an issuer has no query or
+/// fragment (OpenID Connect Discovery §2).
+fn remote_url(key: &str, text: &str, query_allowed: bool) -> Result<String, ConfigError> {
+    let error = |reason: String| ConfigError::new(key, reason);
+    let url =
+        reqwest::Url::parse(text).map_err(|e| error(format!("{text:?} is not a URL: {e}")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(error(format!(
+                "{text:?} is plaintext http: keys fetched in the clear can be replaced on the way, \
+                 and then anyone can mint tokens; use https (http is allowed to loopback only)"
+            )))
+        }
+        scheme => return Err(error(format!("{text:?}: scheme {scheme:?} is not https"))),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(error(format!(
+            "{:?} carries credentials; key sets are public, and the URL is logged",
+            url.host_str().unwrap_or_default()
+        )));
+    }
+    if !query_allowed && (url.query().is_some() || url.fragment().is_some()) {
+        return Err(error(format!(
+            "{text:?}: an issuer URL has no query or fragment"
+        )));
+    }
+    Ok(text.to_string())
 }
