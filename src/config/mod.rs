@@ -57,6 +57,8 @@ pub struct Config {
     pub http: HttpSettings,
     /// Key files the running server follows (JWKS), already read once here.
     pub watched_files: Vec<Arc<WatchedFile>>,
+    /// Key sets `jwt` mode fetches from identity providers, one per origin.
+    pub key_sets: Vec<Arc<JwksKeys>>,
 }
 
 impl Config {
@@ -97,17 +99,6 @@ impl Config {
                 RouteAction::Mint(settings) => Some((route.describe(), settings.as_ref())),
                 _ => None,
             })
-    }
-
-    /// Every key set `jwt` mode fetches from an identity provider (one per
-    /// token route that names an `issuer_url` or `jwks_url`).
-    pub fn remote_key_sets(&self) -> Vec<Arc<JwksKeys>> {
-        self.token_routes()
-            .filter_map(|(_, settings)| match &settings.identity {
-                IdentitySource::Jwt(jwt) => jwt.remote_keys().cloned(),
-                _ => None,
-            })
-            .collect()
     }
 
     /// Things that are allowed but that an operator must hear about at start.

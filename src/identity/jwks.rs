@@ -135,7 +135,7 @@ pub enum Refetch {
 
 /// How a remote key set is fetched: the `jwt` block's `issuer_url` or
 /// `jwks_url` and its `jwks_fetch` settings, checked at load.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteJwks {
     pub location: JwksLocation,
     /// TCP and TLS connection set-up, per attempt.

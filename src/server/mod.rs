@@ -87,7 +87,7 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     // Kept alive for the life of the process: dropping it stops the watch.
     let _file_watch = reload::watch(watched_files);
 
-    let key_sets = config.remote_key_sets();
+    let key_sets = config.key_sets.clone();
     if let Some(fetchers) = KeySetFetchers::new(key_sets.clone(), &metrics) {
         server.add_service(background_service("jwks fetch", fetchers));
     }

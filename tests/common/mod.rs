@@ -13,6 +13,8 @@
 //!   mints, and signing identity-provider tokens for `identity: jwt`.
 //! - [`metrics`]: scraping `/metrics` and waiting for a series to reach a value.
 //! - [`mount`]: files laid out the way Kubernetes mounts Secrets and ConfigMaps.
+//! - [`idp`]: an identity provider stand-in over HTTPS (OIDC discovery and a
+//!   JWK set it can rotate, stop, and count requests for).
 //! - [`grpc`]: the gRPC app (`test.Echo`, tonic, h2c) and its messages.
 //! - [`grpc_client`]: its client (h2c or TLS), and single calls read as raw
 //!   HTTP/2 (status, headers, trailers).
@@ -33,6 +35,7 @@ pub mod client;
 pub mod config;
 pub mod grpc;
 pub mod grpc_client;
+pub mod idp;
 pub mod metrics;
 pub mod mount;
 pub mod process;
@@ -43,8 +46,8 @@ pub mod wait;
 
 #[allow(unused_imports)] // a test file uses only some of them
 pub use {
-    app::*, client::*, config::*, grpc::*, grpc_client::*, metrics::*, mount::*, process::*,
-    raw::*, tls::*, tokens::*, wait::*,
+    app::*, client::*, config::*, grpc::*, grpc_client::*, idp::*, metrics::*, mount::*,
+    process::*, raw::*, tls::*, tokens::*, wait::*,
 };
 
 /// Keys, key sets and other files the tests read (`tests/fixtures`).

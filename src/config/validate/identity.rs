@@ -1,20 +1,18 @@
 //! `identity` (top-level or per token route): the mode and its block.
 
-use std::sync::Arc;
-
 use jsonwebtoken::{Algorithm, Validation};
 
-use super::{header_name, json_pointer, method, nonzero, upstream_name};
+use super::{header_name, json_pointer, method, nonzero, upstream_name, Followed};
 use crate::config::error::ConfigError;
 use crate::config::raw::{IdentityMode, RawForwardAuth, RawIdentity, RawJwt};
 use crate::config::resolve::{self, JwtKeySource};
 use crate::config::{HttpSettings, RouteAction, UpstreamSettings};
 use crate::identity::jwks::JwksLocation;
+use crate::identity::JwtKeys;
 use crate::identity::{
     ForwardAuth, HeaderIdentity, IdentitySource, JwtIdentity, UserIdLocation, UserIdTemplate,
 };
 use crate::net::headers::{has_underscore, UnderscoresAction};
-use crate::reload::WatchedFile;
 use crate::routing::RouteTable;
 
 /// The most of a session endpoint's answer streamgate reads.
@@ -22,12 +20,13 @@ const FORWARD_AUTH_MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The identity source of a token route; `key` is where `raw` was written
 /// (`identity` or `routes[2].identity`). Key files are read here (through
-/// [`resolve`]); a JWKS file to follow while running goes into `watched_files`.
+/// [`resolve`]); a JWKS file to follow or a key set to fetch while running goes
+/// into `followed`.
 pub(super) fn identity(
     raw: RawIdentity,
     key: &str,
     upstreams: &[UpstreamSettings],
-    watched_files: &mut Vec<Arc<WatchedFile>>,
+    followed: &mut Followed,
 ) -> Result<IdentitySource, ConfigError> {
     let template = match &raw.user_id_template {
         Some(t) => UserIdTemplate::parse(t)
@@ -78,7 +77,7 @@ pub(super) fn identity(
         }
         IdentityMode::Jwt => {
             let block = raw.jwt.ok_or_else(|| required("jwt"))?;
-            jwt(block, &format!("{key}.jwt"), template, watched_files)
+            jwt(block, &format!("{key}.jwt"), template, followed)
                 .map(|jwt| IdentitySource::Jwt(Box::new(jwt)))
         }
     }
@@ -167,7 +166,7 @@ fn jwt(
     block: RawJwt,
     key: &str,
     template: UserIdTemplate,
-    watched_files: &mut Vec<Arc<WatchedFile>>,
+    followed: &mut Followed,
 ) -> Result<JwtIdentity, ConfigError> {
     let source = key_source(&block, key)?;
     let key_is_secret = matches!(
@@ -176,8 +175,14 @@ fn jwt(
     );
     let resolved = resolve::jwt_keys(key, source)?;
     if let Some(file) = resolved.watched {
-        watched_files.push(file);
+        followed.files.push(file);
     }
+    let keys = match resolved.keys {
+        // Routes that name the same provider the same way share one key set,
+        // so the provider sees one fetcher and one refetch cap.
+        JwtKeys::Jwks(keys) if keys.origin().is_some() => JwtKeys::Jwks(followed.key_set(keys)),
+        keys => keys,
+    };
     let algorithms = match block.algorithms {
         None => resolved.default_algorithms,
         Some(names) => names
@@ -225,7 +230,7 @@ fn jwt(
         None => validation.validate_aud = false,
     }
     Ok(JwtIdentity::new(
-        resolved.keys,
+        keys,
         validation,
         block.user_claim,
         block.roles_claim,

@@ -2,12 +2,15 @@
 //! with its key path instead of stopping at the first: one file per group of
 //! sections, and the helpers they share here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{ConfigError, Errors};
 use super::raw::RawConfig;
 use super::{Config, HttpSettings, UpstreamSettings};
+use crate::identity::JwksKeys;
 use crate::net::TrustedNetworks;
+use crate::reload::WatchedFile;
 
 mod identity;
 mod listeners;
@@ -50,7 +53,7 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
     let admin = raw
         .admin
         .and_then(|admin| errors.keep(listeners::admin(admin, &upstreams)));
-    let mut watched_files = Vec::new();
+    let mut followed = Followed::default();
     let routes = routes::table(
         raw.routes?,
         &routes::Defaults {
@@ -59,7 +62,7 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
             upstreams: &upstreams,
             paths: http.as_ref().map(HttpSettings::path_rules),
         },
-        &mut watched_files,
+        &mut followed,
         errors,
     );
     if let (Some(routes), Some(http)) = (&routes, &http) {
@@ -80,8 +83,33 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
         access_log: raw.access_log?,
         server: server?,
         http: http?,
-        watched_files,
+        watched_files: followed.files,
+        key_sets: followed.key_sets,
     })
+}
+
+/// What the running server keeps up to date, gathered while checking: files
+/// to follow, and key sets to fetch from identity providers (one per
+/// distinct origin, shared by the routes that name it).
+#[derive(Default)]
+pub(super) struct Followed {
+    pub files: Vec<Arc<WatchedFile>>,
+    pub key_sets: Vec<Arc<JwksKeys>>,
+}
+
+impl Followed {
+    /// `keys`, or the key set already gathered with the same origin.
+    fn key_set(&mut self, keys: Arc<JwksKeys>) -> Arc<JwksKeys> {
+        if let Some(known) = self
+            .key_sets
+            .iter()
+            .find(|known| known.origin() == keys.origin())
+        {
+            return Arc::clone(known);
+        }
+        self.key_sets.push(Arc::clone(&keys));
+        keys
+    }
 }
 
 /// The upstream `name`, checked to exist; without a name, the only upstream.

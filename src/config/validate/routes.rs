@@ -2,18 +2,16 @@
 //! absent; each token route gets its identity (its own or the top-level one)
 //! and the CORS policy.
 
-use std::sync::Arc;
-
 use http::Method;
 
 use super::identity::identity;
+use super::Followed;
 use super::{method, upstream_name};
 use crate::config::error::{ConfigError, Errors};
 use crate::config::raw::{RawIdentity, RawRoute};
 use crate::config::{RouteAction, TokenRouteSettings, UpstreamSettings};
 use crate::net::cors::CorsPolicy;
 use crate::net::path::PathRules;
-use crate::reload::WatchedFile;
 use crate::routing::{DirectResponse, PathMatch, Route, RouteTable};
 use crate::token::MintKind;
 
@@ -35,7 +33,7 @@ impl Defaults<'_> {
         kind: MintKind,
         own_identity: Option<RawIdentity>,
         route_key: &str,
-        watched_files: &mut Vec<Arc<WatchedFile>>,
+        followed: &mut Followed,
     ) -> Result<TokenRouteSettings, ConfigError> {
         let (raw, key) = match own_identity {
             Some(raw) => (raw, format!("{route_key}.identity")),
@@ -43,7 +41,7 @@ impl Defaults<'_> {
         };
         Ok(TokenRouteSettings {
             kind,
-            identity: identity(raw, &key, self.upstreams, watched_files)?,
+            identity: identity(raw, &key, self.upstreams, followed)?,
             cors: self.cors.clone(),
         })
     }
@@ -53,11 +51,11 @@ impl Defaults<'_> {
 pub(super) fn table(
     raw: Option<Vec<RawRoute>>,
     defaults: &Defaults,
-    watched_files: &mut Vec<Arc<WatchedFile>>,
+    followed: &mut Followed,
     errors: &mut Errors,
 ) -> Option<RouteTable<RouteAction>> {
     let Some(raw) = raw else {
-        return default_table(defaults, watched_files, errors);
+        return default_table(defaults, followed, errors);
     };
     if raw.is_empty() {
         errors.push(ConfigError::new(
@@ -70,7 +68,7 @@ pub(super) fn table(
     let routes: Vec<Route<RouteAction>> = raw
         .into_iter()
         .enumerate()
-        .filter_map(|(i, raw)| errors.keep(route(i, raw, defaults, watched_files)))
+        .filter_map(|(i, raw)| errors.keep(route(i, raw, defaults, followed)))
         .collect();
     (routes.len() == count).then(|| RouteTable::new(routes))
 }
@@ -79,7 +77,7 @@ pub(super) fn table(
 /// `POST /api/tokens/call`, everything else to the only upstream.
 fn default_table(
     defaults: &Defaults,
-    watched_files: &mut Vec<Arc<WatchedFile>>,
+    followed: &mut Followed,
     errors: &mut Errors,
 ) -> Option<RouteTable<RouteAction>> {
     let [upstream] = defaults.upstreams else {
@@ -90,7 +88,7 @@ fn default_table(
         return None;
     };
     let mut mint = |path: &str, kind| {
-        let settings = errors.keep(defaults.token_route(kind, None, "routes", watched_files))?;
+        let settings = errors.keep(defaults.token_route(kind, None, "routes", followed))?;
         Some(Route {
             method: Some(Method::POST),
             path: PathMatch::Exact(path.into()),
@@ -114,7 +112,7 @@ fn route(
     index: usize,
     raw: RawRoute,
     defaults: &Defaults,
-    watched_files: &mut Vec<Arc<WatchedFile>>,
+    followed: &mut Followed,
 ) -> Result<Route<RouteAction>, ConfigError> {
     let key = format!("routes[{index}]");
     let method = raw
@@ -153,7 +151,7 @@ fn route(
             kind,
             raw.identity,
             &key,
-            watched_files,
+            followed,
         )?)),
         (None, Some(name), None) => RouteAction::Proxy(upstream_name(
             &format!("{key}.upstream"),
