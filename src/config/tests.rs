@@ -8,7 +8,7 @@ use crate::net::path::EscapedSlashesAction;
 use crate::telemetry::access_log::AccessLogFormat;
 use crate::token::MintKind;
 
-const MINIMAL: &str = r#"
+pub(super) const MINIMAL: &str = r#"
 listen: ["127.0.0.1:3000"]
 upstreams:
   app: { address: "127.0.0.1:8080" }
@@ -26,7 +26,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// The configuration, or its first error.
-fn load(text: &str) -> Result<Config, ConfigError> {
+pub(super) fn load(text: &str) -> Result<Config, ConfigError> {
     Config::from_yaml(text, &env).map_err(|errors| errors.0[0].clone())
 }
 

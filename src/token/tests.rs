@@ -475,3 +475,51 @@ fn user_token_matches_an_independently_computed_vector() {
     assert_eq!(status, 200, "{json}");
     assert_eq!(json["data"]["token"], EXPECTED);
 }
+
+/// The answer for `alice` whose credential expires at `expires_at`, asking `body`.
+fn answer_until(expires_at: u64, body: &str) -> (u16, Value) {
+    let identity = Identity {
+        expires_at: Some(expires_at),
+        ..alice(&[])
+    };
+    let reply = answer_with(
+        &endpoint(),
+        MintKind::UserToken,
+        body.as_bytes(),
+        Some(&identity),
+        UNIX_EPOCH + Duration::from_secs(NOW),
+    );
+    (reply.status, serde_json::from_slice(&reply.body).unwrap())
+}
+
+#[test]
+fn a_token_expires_no_later_than_the_credential() {
+    let (status, json) = answer_until(NOW + 600, r#"{"validityInSeconds": 86400}"#);
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["data"]["validityInSeconds"], 600);
+    assert_eq!(json["data"]["expiresAt"], "2026-11-18T11:16:40Z");
+    let token = json["data"]["token"].as_str().unwrap();
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.validate_exp = false;
+    let claims =
+        jsonwebtoken::decode::<Value>(token, &DecodingKey::from_secret(b"the-secret"), &validation)
+            .unwrap()
+            .claims;
+    assert_eq!(claims["exp"], NOW + 600);
+    // A shorter request than the credential stands.
+    let (_, json) = answer_until(NOW + 600, r#"{"validityInSeconds": 60}"#);
+    assert_eq!(json["data"]["validityInSeconds"], 60);
+}
+
+#[test]
+fn a_credential_that_expires_now_gets_no_token() {
+    for expires_at in [NOW, NOW - 10] {
+        let (status, json) = answer_until(expires_at, "{}");
+        assert_eq!(status, 401, "{json}");
+        assert!(
+            json["error"].as_str().unwrap().contains("expired"),
+            "{json}"
+        );
+    }
+    assert_eq!(answer_until(NOW + 1, "{}").0, 200);
+}
