@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use super::tests::{load, MINIMAL};
-use super::*;
 use crate::identity::jwks::JwksLocation;
 
 /// `MINIMAL` with a top-level `identity: jwt` block holding `jwt` (YAML flow map body).
