@@ -126,12 +126,19 @@ impl Config {
         warnings.extend(self.untrusted_front_warning());
         warnings.extend(self.certificate_warnings());
         for (route, settings) in self.token_routes() {
-            if let IdentitySource::None = settings.identity {
-                warnings.push(format!(
+            match &settings.identity {
+                IdentitySource::None => warnings.push(format!(
                     "route {route} has no identity check (identity.mode: none): anyone who can reach {} \
                      can mint a Stream token for ANY userId",
                     self.listen_description()
-                ));
+                )),
+                IdentitySource::Jwt(jwt) if !jwt.checks_audience() => warnings.push(format!(
+                    "route {route} accepts JWTs for any audience (identity.jwt.audience is not set): \
+                     a token the identity provider issued to ANY other application (another \
+                     client of the same Google, Auth0 or Keycloak) mints Stream tokens here too; \
+                     set audience to the one your clients' tokens carry"
+                )),
+                _ => {}
             }
         }
         warnings

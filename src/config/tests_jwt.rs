@@ -169,3 +169,19 @@ fn the_lifetime_cap_is_on_unless_switched_off() {
     ));
     assert!(off.contains("cap_exp: false"), "{off}");
 }
+
+#[test]
+fn a_token_for_any_audience_is_warned_about() {
+    let warns = |jwt: &str| {
+        load(&with_jwt(jwt))
+            .unwrap()
+            .warnings()
+            .iter()
+            .any(|w| w.contains("any audience") && w.contains("POST /api/tokens/user"))
+    };
+    assert!(warns("issuer_url: \"https://accounts.google.com\""));
+    assert!(warns("hs256_secret: s3cr3t"));
+    assert!(!warns(
+        "issuer_url: \"https://accounts.google.com\", audience: \"123.apps.googleusercontent.com\""
+    ));
+}

@@ -84,6 +84,12 @@ impl JwtIdentity {
         self
     }
 
+    /// Whether tokens must name an audience (`aud`): without one, a token the
+    /// same provider issued to any other application is accepted too.
+    pub fn checks_audience(&self) -> bool {
+        self.validation.validate_aud && self.validation.aud.is_some()
+    }
+
     /// The key set, when it is fetched from the identity provider and may be
     /// asked for again (a token naming an unknown `kid`).
     pub fn remote_keys(&self) -> Option<&Arc<JwksKeys>> {
