@@ -59,6 +59,9 @@ pub struct Config {
     pub watched_files: Vec<Arc<WatchedFile>>,
     /// Key sets `jwt` mode fetches from identity providers, one per origin.
     pub key_sets: Vec<Arc<JwksKeys>>,
+    /// What the validators allowed but an operator likely did not mean (a
+    /// CORS origin with a path), in file order; part of [`Config::warnings`].
+    load_warnings: Vec<String>,
 }
 
 impl Config {
@@ -141,6 +144,7 @@ impl Config {
                 _ => {}
             }
         }
+        warnings.extend(self.load_warnings.iter().cloned());
         warnings
     }
 

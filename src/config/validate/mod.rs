@@ -17,6 +17,9 @@ mod listeners;
 mod routes;
 mod tokens;
 
+#[cfg(test)]
+mod tests;
+
 /// Checks every section; `None` if any problem was recorded.
 pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
     let listen = raw.listen.map(|listen| listeners::listen(listen, errors));
@@ -39,9 +42,10 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
                     .collect(),
             ),
         });
+    let mut warnings = Vec::new();
     let cors = raw
         .cors
-        .map(|cors| cors.and_then(|cors| errors.keep(tokens::cors(cors))));
+        .map(|cors| cors.and_then(|cors| tokens::cors(cors, errors, &mut warnings)));
     let rate_limits = raw
         .rate_limits
         .map(|limits| tokens::rate_limits(limits, errors));
@@ -85,6 +89,7 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
         http: http?,
         watched_files: followed.files,
         key_sets: followed.key_sets,
+        load_warnings: warnings,
     })
 }
 

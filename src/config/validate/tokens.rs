@@ -5,7 +5,7 @@ use super::nonzero;
 use crate::config::error::{ConfigError, Errors};
 use crate::config::raw::{RawCors, RawRateLimit, RawRateLimits, RawStream};
 use crate::config::{RateLimitSetting, RateLimitSettings, SecretSource, StreamCredentials};
-use crate::net::cors::{AllowedOrigins, CorsPolicy};
+use crate::net::cors::{configured_origin, AllowedOrigins, CorsPolicy};
 use crate::token::{is_name, TokenPolicy, NAME_RULE};
 
 pub(super) fn stream(raw: RawStream) -> Result<StreamCredentials, ConfigError> {
@@ -80,46 +80,84 @@ fn names(key: &str, list: &[String]) -> Result<(), ConfigError> {
     }
 }
 
-pub(super) fn cors(raw: RawCors) -> Result<CorsPolicy, ConfigError> {
+/// The `cors` section; `None` once its problems are in `errors`. What is
+/// allowed but likely not meant (an origin with a path, an origin listed
+/// twice) goes into `warnings`, for [`Config::warnings`](crate::config::Config::warnings).
+pub(super) fn cors(
+    raw: RawCors,
+    errors: &mut Errors,
+    warnings: &mut Vec<String>,
+) -> Option<CorsPolicy> {
     let origins = if raw.allowed_origins.iter().any(|o| o == "*") {
         if raw.allowed_origins.len() > 1 {
-            return Err(ConfigError::new(
+            errors.push(ConfigError::new(
                 "cors.allowed_origins",
                 "\"*\" cannot be combined with other origins",
             ));
+            return None;
         }
         if raw.allow_credentials {
-            return Err(ConfigError::new(
+            errors.push(ConfigError::new(
                 "cors.allowed_origins",
                 "\"*\" cannot be used with allow_credentials: true (browsers refuse it); list the origins",
             ));
+            return None;
         }
         AllowedOrigins::Any
     } else if raw.allowed_origins.is_empty() {
-        return Err(ConfigError::new(
+        errors.push(ConfigError::new(
             "cors.allowed_origins",
             "must list at least one origin",
         ));
+        return None;
     } else {
-        for (i, origin) in raw.allowed_origins.iter().enumerate() {
-            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
-                && !origin.ends_with('/');
-            if !valid {
-                return Err(ConfigError::new(
-                    format!("cors.allowed_origins[{i}]"),
-                    format!("{origin:?} is not an origin like \"https://app.example.com\" (scheme and host, no path)"),
-                ));
-            }
-        }
-        AllowedOrigins::List(raw.allowed_origins)
+        AllowedOrigins::List(origins(&raw.allowed_origins, errors, warnings)?)
     };
-    Ok(CorsPolicy {
+    Some(CorsPolicy {
         origins,
         allow_credentials: raw.allow_credentials,
         allowed_methods: raw.allowed_methods.join(", "),
         allowed_headers: raw.allowed_headers.join(", "),
         max_age_seconds: raw.max_age.as_secs(),
     })
+}
+
+/// `cors.allowed_origins` as browsers send origins ([`configured_origin`]),
+/// each once; every entry that is not an origin is an error of its own.
+fn origins(
+    list: &[String],
+    errors: &mut Errors,
+    warnings: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    // Each origin with the index of the entry that first named it.
+    let mut origins: Vec<(usize, String)> = Vec::with_capacity(list.len());
+    let mut valid = true;
+    for (i, text) in list.iter().enumerate() {
+        let key = format!("cors.allowed_origins[{i}]");
+        let read = match configured_origin(text) {
+            Ok(read) => read,
+            Err(reason) => {
+                errors.push(ConfigError::new(key, reason));
+                valid = false;
+                continue;
+            }
+        };
+        if let Some(path) = &read.dropped_path {
+            warnings.push(format!(
+                "{key}: {text:?} is read as the origin {}: browsers never send a path \
+                 ({path:?}) in Origin, so only scheme, host and port are compared",
+                read.origin
+            ));
+        }
+        match origins.iter().find(|(_, origin)| *origin == read.origin) {
+            Some((first, origin)) => warnings.push(format!(
+                "{key}: {text:?} is the origin {origin}, already allowed by \
+                 cors.allowed_origins[{first}]; it is listed once"
+            )),
+            None => origins.push((i, read.origin)),
+        }
+    }
+    valid.then(|| origins.into_iter().map(|(_, origin)| origin).collect())
 }
 
 pub(super) fn rate_limits(raw: RawRateLimits, errors: &mut Errors) -> RateLimitSettings {

@@ -1,0 +1,158 @@
+//! The validators seen through [`Config::from_yaml`]: what a file says, what
+//! the model holds, and the errors and warnings an operator reads.
+
+use crate::config::{Config, ConfigError, RouteAction};
+use crate::net::cors::AllowedOrigins;
+
+const MINIMAL: &str = r#"
+listen: ["127.0.0.1:3000"]
+upstreams:
+  app: { address: "127.0.0.1:8080" }
+stream:
+  api_key: key
+  api_secret: a-secret
+"#;
+
+fn with_origins(origins: &str) -> String {
+    format!("{MINIMAL}cors:\n  allowed_origins: {origins}\n")
+}
+
+fn load(text: &str) -> Result<Config, Vec<ConfigError>> {
+    Config::from_yaml(text, &|_| None).map_err(|errors| errors.0)
+}
+
+/// The origins every token route allows.
+fn allowed(config: &Config) -> Vec<AllowedOrigins> {
+    config
+        .routes
+        .routes()
+        .iter()
+        .filter_map(|route| match &route.action {
+            RouteAction::Mint(settings) => settings.cors.as_ref().map(|c| c.origins.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn list(origins: &[&str]) -> AllowedOrigins {
+    AllowedOrigins::List(origins.iter().map(ToString::to_string).collect())
+}
+
+#[test]
+fn cors_origins_are_kept_as_browsers_send_them() {
+    let config =
+        load(&with_origins(r#"["https://Admin.Example.com:443", "http://localhost:8080", "https://Bücher.example", "http://[::1]:80"]"#))
+            .unwrap();
+    let expected = list(&[
+        "https://admin.example.com",
+        "http://localhost:8080",
+        "https://xn--bcher-kva.example",
+        "http://[::1]",
+    ]);
+    // Both default token routes get the same list.
+    assert_eq!(allowed(&config), vec![expected.clone(), expected]);
+    assert!(
+        !config.warnings().iter().any(|w| w.contains("cors.")),
+        "{:?}",
+        config.warnings()
+    );
+}
+
+#[test]
+fn a_cors_origin_with_a_path_is_used_without_it_and_warns() {
+    let config = load(&with_origins(
+        r#"["https://app.example.com/", "https://admin.example.com/app"]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        allowed(&config)[0],
+        list(&["https://app.example.com", "https://admin.example.com"])
+    );
+    let warnings = config.warnings();
+    let about = |key: &str| {
+        warnings
+            .iter()
+            .find(|w| w.starts_with(key))
+            .unwrap_or_else(|| panic!("no warning about {key} in {warnings:?}"))
+    };
+    let slash = about("cors.allowed_origins[0]: ");
+    assert!(
+        slash.contains("read as the origin https://app.example.com:")
+            && slash.contains("browsers never send a path (\"/\")"),
+        "{slash}"
+    );
+    let path = about("cors.allowed_origins[1]: ");
+    assert!(
+        path.contains("read as the origin https://admin.example.com:")
+            && path.contains("(\"/app\")"),
+        "{path}"
+    );
+}
+
+#[test]
+fn an_origin_listed_twice_is_kept_once_and_warns() {
+    let config = load(&with_origins(
+        r#"["https://app.example.com", "http://other.example", "HTTPS://App.Example.com:443"]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        allowed(&config)[0],
+        list(&["https://app.example.com", "http://other.example"])
+    );
+    let warnings = config.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("cors.allowed_origins[2]: ")
+                && w.contains("already allowed by cors.allowed_origins[0]")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn every_entry_that_is_not_an_origin_is_an_error_naming_it() {
+    let errors = load(&with_origins(
+        r#"["https://ok.example", "ftp://files.example", "https://user@app.example", "null", "app.example.com", "https://app.example/?q=1"]"#,
+    ))
+    .unwrap_err();
+    let found: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e.key.as_str(), e.reason.as_str()))
+        .collect();
+    for (key, reason) in [
+        ("cors.allowed_origins[1]", "only http and https"),
+        ("cors.allowed_origins[2]", "a user name or password"),
+        ("cors.allowed_origins[3]", "cannot be allowed"),
+        ("cors.allowed_origins[4]", "is not an origin"),
+        ("cors.allowed_origins[5]", "has a query"),
+    ] {
+        assert!(
+            found.iter().any(|(k, r)| *k == key && r.contains(reason)),
+            "{key}: {reason:?} missing from {found:?}"
+        );
+    }
+    assert_eq!(errors.len(), 5, "{found:?}");
+}
+
+#[test]
+fn a_wildcard_keeps_its_rules() {
+    let any = load(&with_origins(r#"["*"]"#)).unwrap();
+    assert_eq!(allowed(&any)[0], AllowedOrigins::Any);
+    for (origins, extra, reason) in [
+        (
+            r#"["*", "https://app.example.com"]"#,
+            "",
+            "cannot be combined",
+        ),
+        (
+            r#"["*"]"#,
+            "  allow_credentials: true\n",
+            "allow_credentials",
+        ),
+        ("[]", "", "at least one origin"),
+    ] {
+        let errors = load(&format!("{}{extra}", with_origins(origins))).unwrap_err();
+        assert_eq!(errors[0].key, "cors.allowed_origins", "{origins}");
+        assert!(errors[0].reason.contains(reason), "{:?}", errors[0]);
+    }
+}
