@@ -15,8 +15,10 @@
 //! Around them: [`config`] (file → checked model), [`limits`] (rate limits),
 //! [`reload`] (following mounted files), [`fetch`] (the identity provider's
 //! keys over HTTPS), [`tls`] (listener certificates and
-//! client CAs), [`telemetry`] (process log, access log, metrics). The Pingora glue is [`proxy`] (the one `ProxyHttp`),
-//! [`upstream`] (peers and sub-requests), [`respond`] (every answer
+//! client CAs), [`telemetry`] (process log, access log, metrics), and
+//! [`dev_jwt`] (the development identity provider of `streamgate dev-jwt`,
+//! whose key the configuration warns about). The Pingora glue is [`proxy`]
+//! (the one `ProxyHttp`), [`upstream`] (peers and sub-requests), [`respond`] (every answer
 //! streamgate writes itself), [`admin`] (probes and metrics listener) and
 //! [`server`] (process lifecycle). Dependencies point one way: the pure
 //! modules never import the glue, and no two modules import each other.
@@ -25,6 +27,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod dev_jwt;
 pub mod fetch;
 pub mod identity;
 pub mod limits;

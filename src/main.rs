@@ -1,17 +1,22 @@
-//! The `streamgate` command: parse arguments, load the configuration, run.
+//! The `streamgate` command: parse arguments, load the configuration, run;
+//! or, as `streamgate dev-jwt`, print a test JWT for trying `jwt` mode.
 
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use streamgate::config::Config;
 
 /// A Pingora sidecar that mints GetStream.io user tokens and proxies everything else.
+// Without a subcommand it is the server, as it always was; the server's
+// options with a subcommand are refused rather than silently ignored.
 #[derive(Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file.
     #[arg(
         short = 'c',
@@ -29,11 +34,25 @@ struct Cli {
     upgrade: bool,
 }
 
+#[derive(Subcommand)]
+enum Command {
+    /// For development only: print a test JWT signed with the DEVELOPMENT key
+    ///
+    /// The key is the throwaway one in conf/dev-idp/, whose public half
+    /// conf/identity-jwt.yaml trusts (conf/example-jwks.json), so that jwt mode
+    /// can be tried without an identity provider. Its private half is public:
+    /// never trust it in a deployment.
+    DevJwt(streamgate::dev_jwt::Args),
+}
+
 /// Exit status for a configuration that cannot be used, as nginx -t does.
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::DevJwt(args)) = &cli.command {
+        return streamgate::dev_jwt::run(args);
+    }
     streamgate::telemetry::process_log::init();
 
     let config = match Config::load(&cli.config) {

@@ -394,3 +394,207 @@ fn the_tls_example_config_serves_as_the_readme_shows() {
     );
     assert!(stderr.contains("DEVELOPMENT certificate"), "{stderr}");
 }
+
+// ---- streamgate dev-jwt ------------------------------------------------------
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// `streamgate dev-jwt` with `args`, run from the repository root as README
+/// runs it.
+fn dev_jwt(args: &[&str]) -> Output {
+    Command::new(binary())
+        .current_dir(ROOT)
+        .arg("dev-jwt")
+        .args(args)
+        .output()
+        .expect("run streamgate dev-jwt")
+}
+
+/// The token on stdout, checked to be all that is there but its newline.
+fn printed_token(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(output));
+    assert_eq!(stderr(output), "", "nothing but the token is said");
+    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+    let token = stdout
+        .strip_suffix('\n')
+        .unwrap_or_else(|| panic!("no final newline: {stdout:?}"));
+    assert!(
+        !token.contains(char::is_whitespace) && token.split('.').count() == 3,
+        "{stdout:?}"
+    );
+    token.to_string()
+}
+
+/// The "Try it" recipe of README's `jwt` section, as written: streamgate on
+/// conf/identity-jwt.yaml as `make run CONFIG=…` starts it (moved to free
+/// loopback ports), `TOKEN=$(streamgate dev-jwt --sub alice)`, then the curl
+/// with that token. The Stream token is for alice, and the start warned that
+/// the development key is trusted.
+#[test]
+fn the_jwt_example_accepts_a_dev_jwt_token_as_the_readme_shows() {
+    let (port, admin) = (common::free_port(), common::free_port());
+    let example = Example::start(
+        "conf/identity-jwt.yaml",
+        &[
+            ("LISTEN", Some(format!("127.0.0.1:{port}"))),
+            ("ADMIN_LISTEN", Some(format!("127.0.0.1:{admin}"))),
+            ("STREAM_API_KEY", None),
+            ("STREAM_API_SECRET", None),
+            ("APP_ADDRESS", None),
+            ("JWKS_FILE", None),
+        ],
+    );
+    let token = printed_token(&dev_jwt(&["--sub", "alice"]));
+    let answer = example.listens_on(port).then(|| {
+        common::curl(&[
+            "-X",
+            "POST",
+            &format!("http://localhost:{port}/api/tokens/user"),
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            "{}",
+        ])
+    });
+    let stderr = example.stop();
+    let answer = answer.unwrap_or_else(|| panic!("streamgate did not listen:\n{stderr}"));
+    assert_eq!(
+        answer.status(),
+        Some(200),
+        "{}\n{}",
+        answer.head,
+        answer.body
+    );
+    let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    let minted = common::token_in(&body);
+    let claims = common::claims(minted, streamgate::config::DEV_SECRET);
+    assert_eq!(claims["user_id"], "alice", "{claims}");
+    assert!(
+        stderr.contains(
+            "route POST /api/tokens/user accepts JWTs signed with the DEVELOPMENT key of conf/dev-idp/"
+        ),
+        "{stderr}"
+    );
+}
+
+/// A `jwt` key source holding the development key is announced by `-t` (a
+/// start prints the same warnings), whatever the file is called; another key
+/// is not.
+#[test]
+fn trusting_the_development_key_is_announced() {
+    let dir = tempfile::tempdir().unwrap();
+    let renamed = dir.path().join("idp.pub.pem");
+    std::fs::copy(format!("{ROOT}/conf/dev-idp/dev-idp.pub.pem"), &renamed).unwrap();
+    let fixtures = common::FIXTURES;
+    for (source, development) in [
+        (format!("jwks_file: {ROOT}/conf/example-jwks.json"), true),
+        (format!("public_key_file: {}", renamed.display()), true),
+        (format!("jwks_file: {fixtures}/idp-key-1.jwks.json"), false),
+        (
+            format!("public_key_file: {fixtures}/idp-key-1.pub.pem"),
+            false,
+        ),
+    ] {
+        let config = format!("{GOOD}identity:\n  mode: jwt\n  jwt: {{ {source} }}\n");
+        let output = check(&config);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{source}: {}",
+            stderr(&output)
+        );
+        let field = source.split(':').next().unwrap();
+        let warned = stderr(&output).contains(&format!(
+            "route POST /api/tokens/user accepts JWTs signed with the DEVELOPMENT key of \
+             conf/dev-idp/ (its jwt.{field} holds that key's public half)"
+        ));
+        assert_eq!(warned, development, "{source}: {}", stderr(&output));
+        assert!(!stderr(&output).contains("ANY userId"), "{source}");
+    }
+}
+
+#[test]
+fn dev_jwt_prints_a_token_and_says_it_is_for_development_only() {
+    let token = printed_token(&dev_jwt(&[
+        "--sub",
+        "alice",
+        "--roles",
+        "admin,moderator",
+        "--expires-in",
+        "10m",
+        "--issuer",
+        "https://idp.example/",
+        "--audience",
+        "other",
+        "--kid",
+        "k1",
+    ]));
+    // What each option sets (the signature and the defaults: src/dev_jwt/tests.rs).
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.kid.as_deref(), Some("k1"));
+    let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&token)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["roles"], serde_json::json!(["admin", "moderator"]));
+    assert_eq!(claims["iss"], "https://idp.example/");
+    assert_eq!(claims["aud"], "other");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        600
+    );
+    let help = dev_jwt(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("For development only") && help.contains("DEVELOPMENT key"),
+        "{help}"
+    );
+    let top = Command::new(binary()).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&top.stdout).contains("dev-jwt"));
+}
+
+#[test]
+fn dev_jwt_says_which_key_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = Command::new(binary())
+        .current_dir(dir.path())
+        .args(["dev-jwt", "--sub", "alice"])
+        .output()
+        .unwrap();
+    assert_eq!(elsewhere.status.code(), Some(1));
+    assert!(elsewhere.stdout.is_empty());
+    assert!(
+        stderr(&elsewhere)
+            .starts_with("streamgate dev-jwt: cannot read conf/dev-idp/dev-idp.key.pem"),
+        "{}",
+        stderr(&elsewhere)
+    );
+    let public = dev_jwt(&["--sub", "alice", "--key", "conf/dev-idp/dev-idp.pub.pem"]);
+    assert_eq!(public.status.code(), Some(1));
+    assert!(
+        stderr(&public).contains("conf/dev-idp/dev-idp.pub.pem: not an RSA private key in PEM"),
+        "{}",
+        stderr(&public)
+    );
+}
+
+/// The server's options and `dev-jwt` do not mix: refused (as a usage error,
+/// status 2) rather than one of them silently ignored.
+#[test]
+fn server_options_and_dev_jwt_are_refused_together() {
+    for args in [
+        &["-t", "dev-jwt", "--sub", "alice"][..],
+        &["-c", "conf/identity-jwt.yaml", "dev-jwt", "--sub", "alice"],
+    ] {
+        let output = Command::new(binary())
+            .current_dir(ROOT)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}

@@ -25,7 +25,8 @@ pub use model::{
     TokenRouteSettings, UpstreamProtocol, UpstreamSettings,
 };
 
-use crate::identity::{IdentitySource, JwksKeys};
+use crate::dev_jwt::is_development_key;
+use crate::identity::{IdentitySource, JwksKeys, JwtKeys};
 use crate::net::TrustedNetworks;
 use crate::reload::WatchedFile;
 use crate::routing::RouteTable;
@@ -144,6 +145,7 @@ impl Config {
                 _ => {}
             }
         }
+        warnings.extend(self.development_key_warnings());
         warnings.extend(self.load_warnings.iter().cloned());
         warnings
     }
@@ -211,6 +213,33 @@ impl Config {
             })
         });
         development.chain(expired).collect()
+    }
+
+    /// `jwt` mode trusting the key of `conf/dev-idp/`, whose private half is
+    /// in the repository: like [`DEV_SECRET`], allowed for trying things out
+    /// and announced at every start.
+    fn development_key_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (route, settings) in self.token_routes() {
+            let IdentitySource::Jwt(jwt) = &settings.identity else {
+                continue;
+            };
+            let source = match jwt.keys() {
+                JwtKeys::Static(_) => "public_key_file",
+                // Fetched from the provider after start: nothing to compare yet.
+                JwtKeys::Jwks(set) if set.origin().is_some() => continue,
+                JwtKeys::Jwks(_) => "jwks_file",
+            };
+            if is_development_key(jwt.keys()) {
+                warnings.push(format!(
+                    "route {route} accepts JWTs signed with the DEVELOPMENT key of conf/dev-idp/ \
+                     (its jwt.{source} holds that key's public half): the private half is public, \
+                     so anyone can sign a JWT it accepts and mint a Stream token for ANY user. \
+                     Point {source} at your identity provider's keys before deploying."
+                ));
+            }
+        }
+        warnings
     }
 
     fn listen_description(&self) -> String {

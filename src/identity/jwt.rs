@@ -99,6 +99,11 @@ impl JwtIdentity {
         }
     }
 
+    /// Where the verification keys come from (start-up warnings look at them).
+    pub fn keys(&self) -> &JwtKeys {
+        &self.keys
+    }
+
     pub fn identify(&self, authorization: Option<&[u8]>) -> Result<Identity, IdentityError> {
         let token = authorization
             .and_then(|v| std::str::from_utf8(v).ok())
