@@ -28,6 +28,8 @@ pub struct RequestCtx {
     /// Connections tried for this request (see `errors::ATTEMPTS`).
     pub(super) attempts: u8,
     pub(super) user_id: Option<String>,
+    /// Why a token request was refused: the access log's `reason`.
+    pub(super) refusal: Option<&'static str>,
     /// A gRPC call's `grpc-timeout`: the upstream read timeout for it when
     /// shorter than the configured one.
     pub(super) grpc_deadline: Option<Duration>,
@@ -48,6 +50,7 @@ impl RequestCtx {
             upstream_sent: None,
             attempts: 0,
             user_id: None,
+            refusal: None,
             grpc_deadline: None,
             grpc_status: None,
         }

@@ -218,6 +218,7 @@ impl ProxyHttp for Gateway {
                 let token_route = ctx.token_route.insert(Arc::clone(token_route));
                 let outcome = self.token_answer(session, token_route).await?;
                 ctx.user_id = outcome.user_id;
+                ctx.refusal = outcome.refusal;
                 // Observed before the write, so that a client holding the answer
                 // always finds it counted.
                 token_route
@@ -373,6 +374,7 @@ impl ProxyHttp for Gateway {
                 .map_or(ctx.route, |route| route.label.as_str()),
             upstream: ctx.upstream.as_ref().map(|u| u.name.as_str()),
             user_id: ctx.user_id.as_deref(),
+            reason: ctx.refusal,
             grpc_status,
         }
         .emit(self.access_log.format);

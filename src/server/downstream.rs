@@ -326,6 +326,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
             route,
             upstream: None,
             user_id: None,
+            reason: None,
             grpc_status: None,
         }
         .emit(self.access_log);

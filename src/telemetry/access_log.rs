@@ -53,6 +53,11 @@ pub struct AccessRecord<'a> {
     pub upstream: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<&'a str>,
+    /// Why a token request was refused (any 4xx or 5xx a token route
+    /// answered itself): the same code as the refused-tokens metric's
+    /// `reason`, from a fixed list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
     /// A gRPC call's `grpc-status`, from the app or from streamgate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc_status: Option<&'a str>,
@@ -66,7 +71,7 @@ impl AccessRecord<'_> {
             AccessLogFormat::Json => serde_json::to_vec(self).ok(),
             AccessLogFormat::Text => Some(
                 format!(
-                    "{} {} {} \"{} {}{}{} {}\" {} {} {:.3}ms route={} upstream={} user={} grpc_status={}",
+                    "{} {} {} \"{} {}{}{} {}\" {} {} {:.3}ms route={} upstream={} user={} grpc_status={} reason={}",
                     self.timestamp,
                     self.request_id,
                     self.client_ip.as_deref().unwrap_or("-"),
@@ -82,6 +87,7 @@ impl AccessRecord<'_> {
                     self.upstream.unwrap_or("-"),
                     self.user_id.unwrap_or("-"),
                     self.grpc_status.unwrap_or("-"),
+                    self.reason.unwrap_or("-"),
                 )
                 .into_bytes(),
             ),
@@ -103,9 +109,8 @@ impl AccessRecord<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn json_line_has_the_fields_and_omits_what_is_absent() {
-        let record = AccessRecord {
+    fn record() -> AccessRecord<'static> {
+        AccessRecord {
             timestamp: "2026-11-28T22:00:00.000Z".into(),
             request_id: "abc",
             client_ip: Some("127.0.0.1".into()),
@@ -119,19 +124,45 @@ mod tests {
             route: "POST /api/tokens/user",
             upstream: None,
             user_id: Some("alice"),
+            reason: None,
             grpc_status: None,
-        };
+        }
+    }
+
+    #[test]
+    fn json_line_has_the_fields_and_omits_what_is_absent() {
+        let record = record();
         let json: serde_json::Value =
             serde_json::from_slice(&record.line(AccessLogFormat::Json).unwrap()).unwrap();
         assert_eq!(json["status"], 200);
         assert_eq!(json["user_id"], "alice");
         assert_eq!(json["protocol"], "h2");
-        assert!(json.get("query").is_none() && json.get("upstream").is_none());
+        assert!(
+            json.get("query").is_none()
+                && json.get("upstream").is_none()
+                && json.get("reason").is_none()
+        );
         assert!(record.line(AccessLogFormat::Off).is_none());
         let text = String::from_utf8(record.line(AccessLogFormat::Text).unwrap()).unwrap();
         assert!(
             text.contains("\"POST /api/tokens/user h2\" 200 312"),
             "{text}"
         );
+        assert!(text.ends_with(" reason=-"), "{text}");
+    }
+
+    #[test]
+    fn a_refusal_has_its_reason_in_both_formats() {
+        let record = AccessRecord {
+            status: 401,
+            user_id: None,
+            reason: Some("token_expired"),
+            ..record()
+        };
+        let json: serde_json::Value =
+            serde_json::from_slice(&record.line(AccessLogFormat::Json).unwrap()).unwrap();
+        assert_eq!(json["reason"], "token_expired");
+        let text = String::from_utf8(record.line(AccessLogFormat::Text).unwrap()).unwrap();
+        assert!(text.ends_with(" reason=token_expired"), "{text}");
     }
 }
