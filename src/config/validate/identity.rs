@@ -212,6 +212,8 @@ fn jwt(
     validation.algorithms = algorithms;
     validation.validate_nbf = true;
     validation.leeway = block.leeway.as_secs();
+    // jsonwebtoken compares `iss` and `aud` only when the token has them:
+    // without also requiring them, a token that leaves them out would pass.
     match (&block.issuer, &block.issuer_url) {
         (Some(issuer), Some(url)) if issuer != url => {
             return Err(ConfigError::new(
@@ -222,11 +224,17 @@ fn jwt(
                 ),
             ))
         }
-        (Some(issuer), _) | (None, Some(issuer)) => validation.set_issuer(&[issuer]),
+        (Some(issuer), _) | (None, Some(issuer)) => {
+            validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".into());
+        }
         (None, None) => {}
     }
     match &block.audience {
-        Some(audience) => validation.set_audience(&[audience]),
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            validation.required_spec_claims.insert("aud".into());
+        }
         None => validation.validate_aud = false,
     }
     Ok(JwtIdentity::new(
