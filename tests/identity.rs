@@ -370,66 +370,93 @@ async fn jwt_mode_accepts_only_valid_tokens_for_their_subject() {
     assert_eq!(minted_claims(&answer)["role"], "admin");
 }
 
-/// Each way a bearer token can be wrong is a 401 with an `invalid_token` challenge.
+/// Each way a bearer token can be wrong is a 401 with an `invalid_token`
+/// challenge, words that name what is wrong (never jsonwebtoken's), and its
+/// own reason in the refused-tokens metric and the access log.
 #[tokio::test(flavor = "multi_thread")]
 async fn jwt_mode_refuses_forged_expired_and_foreign_tokens() {
     let app = start_app().await;
     let gate = Streamgate::start(&config_with(app.addr, JWT_HS));
-    let claims = |sub: &str, iss: &str, exp: u64| json!({"sub": sub, "iss": iss, "aud": "streamgate", "exp": exp, "roles": ["user"]});
+    let claims =
+        |iss: &str, exp: u64| json!({"sub": "alice", "iss": iss, "aud": "streamgate", "exp": exp});
+    let good = claims("https://idp.example", now() + 600);
+    let idp = |claims: Value| hs256(claims, "idp-shared-secret");
     let bad_tokens = [
         (
-            "forged",
-            hs256(
-                claims("alice", "https://idp.example", now() + 600),
-                "guessed-secret",
-            ),
+            hs256(good.clone(), "guessed-secret"),
+            "invalid_signature",
+            "the JWT's signature does not verify: it was not signed by the identity provider's key, or it was altered",
         ),
         (
-            "expired",
-            hs256(
-                claims("alice", "https://idp.example", now() - 3600),
-                "idp-shared-secret",
-            ),
+            idp(claims("https://idp.example", now() - 3600)),
+            "token_expired",
+            "the JWT has expired (exp is in the past); sign in again for a fresh one",
         ),
         (
-            "wrong issuer",
-            hs256(
-                claims("alice", "https://evil.example", now() + 600),
-                "idp-shared-secret",
-            ),
+            idp(claims("https://evil.example", now() + 600)),
+            "wrong_issuer",
+            "the JWT's issuer (iss) is not the configured identity provider: use a token from it",
         ),
         (
-            "wrong key type",
-            rs256(
-                claims("alice", "https://idp.example", now() + 600),
-                "idp-key-1",
-            ),
+            rs256(good, "idp-key-1"),
+            "algorithm_not_allowed",
+            "the JWT is signed with RS256, which is not accepted here: use a token from the configured identity provider",
         ),
-        ("not a JWT", "abc.def.ghi".to_string()),
+        // jsonwebtoken's own words for this one: "Base64 error: Invalid last symbol 116".
+        (
+            "not.a.jwt".into(),
+            "malformed_token",
+            "the JWT header (its first part) is not base64url",
+        ),
+        (
+            "abc.def.ghi".into(),
+            "malformed_token",
+            "the JWT header (its first part) is not a JSON object",
+        ),
     ];
-    for (what, token) in bad_tokens {
-        let (status, answer, headers) = mint_user(
-            &gate,
-            json!({}),
-            &[("authorization", &format!("Bearer {token}"))],
-        )
-        .await;
-        assert_eq!(status, 401, "{what}: {answer}");
-        assert!(
-            answer["error"]
-                .as_str()
-                .unwrap()
-                .starts_with("Unauthorized: invalid JWT"),
-            "{what}: {answer}"
+    for (i, (token, reason, message)) in bad_tokens.iter().enumerate() {
+        let (bearer, id) = (format!("Bearer {token}"), format!("jwt-{i}"));
+        let request = [("authorization", bearer.as_str()), ("x-request-id", &id)];
+        let (status, answer, headers) = mint_user(&gate, json!({}), &request).await;
+        assert_eq!(status, 401, "{reason}: {answer}");
+        let error = format!("Unauthorized: {message}");
+        assert_eq!(
+            answer,
+            json!({"success": false, "error": error}),
+            "{reason}"
+        );
+        let challenge = headers["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains("invalid_token"), "{reason}");
+        // The access log says why, with the same code, and holds no token.
+        let line = gate.access_line(&id).await;
+        assert_eq!(
+            (&line["status"], &line["reason"]),
+            (&json!(401), &json!(reason))
         );
         assert!(
-            headers["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .contains("invalid_token"),
-            "{what}"
+            !gate.stdout().contains(token.as_str()),
+            "{reason}: token logged"
         );
     }
+    let samples = scrape(&gate).await;
+    let refused = |reason| {
+        let labels = [("route", "POST /api/tokens/user"), ("reason", reason)];
+        metric(&samples, "streamgate_tokens_refused_total", &labels)
+    };
+    for (reason, count) in [
+        ("invalid_signature", 1.0),
+        ("token_expired", 1.0),
+        ("wrong_issuer", 1.0),
+        ("algorithm_not_allowed", 1.0),
+        ("malformed_token", 2.0),
+        // Counted under their own reasons, not the envelope's.
+        ("unauthorized", 0.0),
+    ] {
+        assert_eq!(refused(reason), count, "{reason}");
+    }
+    let failures = [("mode", "jwt"), ("result", "unauthorized")];
+    let failed = metric(&samples, "streamgate_identity_failures_total", &failures);
+    assert_eq!(failed, 6.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -316,6 +316,100 @@ async fn access_log_lines_are_json_without_credentials() {
     }
 }
 
+/// A token request and its answer: path, content type, body, extra
+/// headers, the status and the reason expected.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    u16,
+    Option<&'a str>,
+);
+
+/// Every refusal a token route answers itself, 4xx or 5xx, names its reason
+/// in the access log with the code the refused-tokens metric counts under.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_token_requests_log_the_reason_the_metric_counts() {
+    let app = start_app().await;
+    let routes = [
+        "tokens: { max_body_bytes: 64 }",
+        "rate_limits: { per_identity: { requests: 1, window: 60s } }",
+        "routes:",
+        "  - { match: { method: POST, path: /api/tokens/user }, mint: user_token }",
+        "  - { match: { method: POST, path: /api/tokens/call }, mint: call_token }",
+        "  - match: { method: POST, path: /api/tokens/signed-in }",
+        "    mint: user_token",
+        "    identity: { mode: header }",
+        "  - { match: { path_prefix: / }, upstream: app }",
+    ]
+    .join("\n");
+    let gate = Streamgate::start(&config_with(app.addr, &routes));
+    let (user, call, signed_in) = (USER_TOKEN_PATH, CALL_TOKEN_PATH, "/api/tokens/signed-in");
+    let json = "application/json";
+    let long = format!(r#"{{"userId":"{}"}}"#, "a".repeat(100));
+    let role = r#"{"userId":"u","callId":"c","role":"admin"}"#;
+    let email = [("x-forwarded-user", "a.b@example.com")];
+    // In order: the second request for rita is over the per-identity limit.
+    let cases: [Case; 9] = [
+        (user, json, r#"{"userId":"rita"}"#, &[], 200, None),
+        (
+            user,
+            json,
+            r#"{"userId":"rita"}"#,
+            &[],
+            429,
+            Some("rate_limited"),
+        ),
+        (user, json, "{", &[], 400, Some("invalid_json")),
+        (user, json, &long, &[], 413, Some("too_large")),
+        (
+            user,
+            "text/plain",
+            "userId=u",
+            &[],
+            415,
+            Some("unsupported_media_type"),
+        ),
+        (user, json, "{}", &[], 422, Some("validation")),
+        (call, json, role, &[], 403, Some("forbidden")),
+        (signed_in, json, "{}", &[], 401, Some("missing_user_header")),
+        (signed_in, json, "{}", &email, 403, Some("invalid_user_id")),
+    ];
+    for (i, (path, content_type, body, headers, status, _)) in cases.iter().enumerate() {
+        let mut request = client()
+            .post(gate.url(path))
+            .header("x-request-id", format!("refusal-{i}"))
+            .header("content-type", *content_type)
+            .body(body.to_string());
+        for (name, value) in *headers {
+            request = request.header(*name, *value);
+        }
+        let answered = request.send().await.unwrap().status().as_u16();
+        assert_eq!(answered, *status, "{path} {body}");
+    }
+
+    let samples = scrape(&gate).await;
+    for (i, (.., status, reason)) in cases.iter().enumerate() {
+        let line = gate.access_line(&format!("refusal-{i}")).await;
+        assert_eq!(line["status"], *status, "{line}");
+        let Some(reason) = reason else {
+            assert!(line.get("reason").is_none(), "{line}");
+            continue;
+        };
+        assert_eq!(line["reason"], *reason, "{line}");
+        let counted = [
+            ("route", line["route"].as_str().unwrap()),
+            ("reason", reason),
+        ];
+        assert_eq!(
+            metric(&samples, "streamgate_tokens_refused_total", &counted),
+            1.0,
+            "{counted:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn request_ids_are_generated_and_returned() {
     let app = start_app().await;

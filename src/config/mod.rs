@@ -129,6 +129,7 @@ impl Config {
         }
         warnings.extend(self.untrusted_front_warning());
         warnings.extend(self.certificate_warnings());
+        warnings.extend(self.merged_user_ids_warning());
         for (route, settings) in self.token_routes() {
             match &settings.identity {
                 IdentitySource::None => warnings.push(format!(
@@ -148,6 +149,33 @@ impl Config {
         warnings.extend(self.development_key_warnings());
         warnings.extend(self.load_warnings.iter().cloned());
         warnings
+    }
+
+    /// `user_id_map: { replace_invalid }` is not one-to-one: two provider
+    /// ids that differ only in replaced characters become one Stream user,
+    /// which is impersonation if the provider can issue both. Allowed (most
+    /// providers cannot), but said once for all the routes that use it.
+    fn merged_user_ids_warning(&self) -> Option<String> {
+        let routes: Vec<String> = self
+            .token_routes()
+            .filter(|(_, settings)| {
+                settings
+                    .identity
+                    .user_id_mapping()
+                    .is_some_and(|mapping| mapping.map().merges_ids())
+            })
+            .map(|(route, _)| route)
+            .collect();
+        if routes.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "route(s) {} map user ids with identity.user_id_map.replace_invalid, which gives \
+             one Stream user to ids that differ only in replaced characters (a.b@x.com and \
+             a_b@x.com): if your identity provider can issue two such ids to different \
+             people, use user_id_map: {{ hash: sha256 }} instead",
+            routes.join(", ")
+        ))
     }
 
     /// Listening beyond loopback with the default `trusted_cidrs` (loopback

@@ -303,7 +303,24 @@ pub(super) struct RawIdentity {
     pub header: Option<RawHeaderIdentity>,
     pub forward_auth: Option<RawForwardAuth>,
     pub jwt: Option<RawJwt>,
+    pub user_id_map: Option<RawUserIdMap>,
     pub user_id_template: Option<String>,
+}
+
+/// `user_id_map`: exactly one of the two forms (checked in validation, which
+/// names the key).
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUserIdMap {
+    pub replace_invalid: Option<String>,
+    pub hash: Option<UserIdHash>,
+}
+
+/// `user_id_map.hash`: the one hash offered.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum UserIdHash {
+    Sha256,
 }
 
 #[derive(Deserialize, Clone)]

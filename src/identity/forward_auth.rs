@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, Method, StatusCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{scalar_string, string_list, Identity, IdentityError, UserIdTemplate};
+use super::{scalar_string, string_list, Identity, IdentityError, Reason, UserIdMapping};
 
 /// Where the user id is in the app's "who am I" answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct ForwardAuth {
     /// `Duration::ZERO` disables caching.
     pub cache_ttl: Duration,
     pub max_body_bytes: usize,
-    pub template: UserIdTemplate,
+    pub mapping: UserIdMapping,
 }
 
 /// Cache key for a caller's credentials: a SHA-256 over them, so the cache never
@@ -60,27 +60,32 @@ impl ForwardAuth {
         body: &[u8],
     ) -> Result<Identity, IdentityError> {
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(IdentityError::unauthorized(
-                format!(
-                    "not signed in (the app answered {} at {})",
-                    status.as_u16(),
-                    self.path
-                ),
-                None,
+            return Err(IdentityError::new(
+                Reason::SessionRefused,
+                "not signed in: the app does not know these credentials (its session check \
+                 refused them); sign in to the app again",
             ));
         }
         if !status.is_success() {
-            return Err(IdentityError::Unavailable(format!(
-                "the app's session endpoint {} answered {}",
-                self.path,
-                status.as_u16()
-            )));
+            return Err(IdentityError::new(
+                Reason::SessionUnavailable,
+                format!(
+                    "the app's session check failed (it answered {}); try again later",
+                    status.as_u16()
+                ),
+            ));
         }
+        // Which header or pointer was expected is the operator's business
+        // (the access log's reason says which check failed); the caller can
+        // only be told that the app's answer did not name a user.
         let unreadable = |what: &str| {
-            IdentityError::Unavailable(format!(
-                "the app's session endpoint {} answered without {what}",
-                self.path
-            ))
+            IdentityError::new(
+                Reason::SessionWithoutUserId,
+                format!(
+                    "the app's session check answered without {what}, so the caller cannot be \
+                     identified (a fault of the app's setup, not of this request)"
+                ),
+            )
         };
         let json = || serde_json::from_slice::<Value>(body).map_err(|_| unreadable("a JSON body"));
         let user = match &self.user_id {
@@ -89,11 +94,11 @@ impl ForwardAuth {
                 .and_then(|v| v.to_str().ok())
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| unreadable(&format!("the {name} header")))?,
+                .ok_or_else(|| unreadable("a user id"))?,
             UserIdLocation::JsonPointer(pointer) => json()?
                 .pointer(pointer)
                 .and_then(scalar_string)
-                .ok_or_else(|| unreadable(&format!("a user id at {pointer}")))?,
+                .ok_or_else(|| unreadable("a user id"))?,
         };
         let roles = match &self.roles_pointer {
             Some(pointer) => json()?
@@ -102,6 +107,6 @@ impl ForwardAuth {
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        self.template.apply(&user, roles)
+        self.mapping.apply(&user, roles)
     }
 }

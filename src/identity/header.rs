@@ -3,7 +3,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-use super::{Identity, IdentityError, UserIdTemplate};
+use super::{Identity, IdentityError, Reason, UserIdMapping};
 use crate::net::headers::other_spellings;
 
 /// `header` mode: an auth layer in front (oauth2-proxy, an ingress) has put the
@@ -12,7 +12,7 @@ use crate::net::headers::other_spellings;
 pub struct HeaderIdentity {
     pub user_header: HeaderName,
     pub roles_header: Option<HeaderName>,
-    pub template: UserIdTemplate,
+    pub mapping: UserIdMapping,
 }
 
 impl HeaderIdentity {
@@ -21,26 +21,29 @@ impl HeaderIdentity {
         peer_trusted: bool,
         headers: &HeaderMap,
     ) -> Result<Identity, IdentityError> {
-        let missing = || {
-            IdentityError::unauthorized(
+        // The same words whether the peer is untrusted or the header absent:
+        // an untrusted caller learns nothing about which peers are believed.
+        let not_signed_in = |reason| {
+            IdentityError::new(
+                reason,
                 format!(
-                    "no authenticated user: the {} header must be set by a trusted proxy",
+                    "not signed in: sign in through the auth proxy in front of this service, \
+                     which sets the {} header",
                     self.user_header
                 ),
-                None,
             )
         };
         if !peer_trusted {
-            return Err(missing());
+            return Err(not_signed_in(Reason::UntrustedPeer));
         }
         // Another spelling that CGI-style apps read as the same header got past
         // the proxy in front, which writes only the exact name: that proxy does
         // not control this header, so nothing in it is believed.
         for name in self.spoofable_headers() {
             if let Some(other) = other_spellings(headers, name).next() {
-                return Err(IdentityError::unauthorized(
+                return Err(IdentityError::new(
+                    Reason::ConflictingUserHeader,
                     format!("the {name} header was also sent as {other}"),
-                    None,
                 ));
             }
         }
@@ -49,16 +52,24 @@ impl HeaderIdentity {
         let mut values = headers.get_all(&self.user_header).iter();
         let (first, second) = (values.next(), values.next());
         if second.is_some() {
-            return Err(IdentityError::unauthorized(
+            return Err(IdentityError::new(
+                Reason::ConflictingUserHeader,
                 format!("the {} header was sent more than once", self.user_header),
-                None,
             ));
         }
         let user = first
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(missing)?;
+            .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+            .ok_or_else(|| not_signed_in(Reason::MissingUserHeader))?;
+        // UTF-8, not only visible ASCII: a provider's id may be any text, and
+        // `user_id_map` is what makes it a Stream user id.
+        let user = std::str::from_utf8(user.as_bytes())
+            .map_err(|_| {
+                IdentityError::new(
+                    Reason::InvalidUserId,
+                    format!("the {} header is not UTF-8 text", self.user_header),
+                )
+            })?
+            .trim();
         let roles = self
             .roles_header
             .as_ref()
@@ -74,7 +85,7 @@ impl HeaderIdentity {
                     .collect()
             })
             .unwrap_or_default();
-        self.template.apply(user, roles)
+        self.mapping.apply(user, roles)
     }
 
     /// Headers that must not reach the app from an untrusted peer: they would

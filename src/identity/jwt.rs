@@ -9,12 +9,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
 use super::jwks::JwksKeys;
-use super::{scalar_string, string_list, Identity, IdentityError, UserIdTemplate};
+use super::jwt_refusal::{algorithm_not_allowed, invalid, refusal, unusable_key};
+use super::{scalar_string, string_list, Identity, IdentityError, Reason, UserIdMapping};
 
 pub(super) const BEARER_CHALLENGE: &str = r#"Bearer realm="streamgate""#;
-/// The refusal of a JWT whose `kid` is not in the key set.
-pub(super) const UNKNOWN_KID: &str = "invalid JWT: no key in the JWKS matches its kid";
-const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="streamgate", error="invalid_token""#;
 
 /// Where JWT verification keys come from.
 pub enum JwtKeys {
@@ -44,7 +42,7 @@ pub struct JwtIdentity {
     per_algorithm: Vec<Validation>,
     user_claim: String,
     roles_claim: Option<String>,
-    template: UserIdTemplate,
+    mapping: UserIdMapping,
     /// Whether a token minted for the caller expires no later than their JWT.
     cap_exp: bool,
 }
@@ -55,7 +53,7 @@ impl JwtIdentity {
         validation: Validation,
         user_claim: String,
         roles_claim: Option<String>,
-        template: UserIdTemplate,
+        mapping: UserIdMapping,
     ) -> Self {
         let per_algorithm = validation
             .algorithms
@@ -72,7 +70,7 @@ impl JwtIdentity {
             per_algorithm,
             user_claim,
             roles_claim,
-            template,
+            mapping,
             cap_exp: false,
         }
     }
@@ -104,63 +102,91 @@ impl JwtIdentity {
         &self.keys
     }
 
+    /// The identity in an `Authorization: Bearer <JWT>` value, or a 401
+    /// whose reason and words name the part of the JWT at fault (see
+    /// [`IdentityError::is_unknown_key`] for a `kid` the key set lacks).
     pub fn identify(&self, authorization: Option<&[u8]>) -> Result<Identity, IdentityError> {
         let token = authorization
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(bearer_token)
             .ok_or_else(|| {
-                IdentityError::unauthorized(
-                    "an Authorization: Bearer <JWT> header is required",
-                    Some(BEARER_CHALLENGE),
+                IdentityError::new(
+                    Reason::MissingCredentials,
+                    "no credentials: send the identity provider's token as \
+                     Authorization: Bearer <JWT>",
                 )
+                .with_challenge(BEARER_CHALLENGE)
             })?;
-        let invalid =
-            |reason: String| IdentityError::unauthorized(reason, Some(INVALID_TOKEN_CHALLENGE));
         let claims = match &self.keys {
             JwtKeys::Static(key) => self.decode(token, key),
             JwtKeys::Jwks(keys) => {
-                let header = jsonwebtoken::decode_header(token)
-                    .map_err(|e| invalid(format!("invalid JWT: {e}")))?;
+                let header = jsonwebtoken::decode_header(token).map_err(|e| refusal(token, &e))?;
                 if !keys.is_loaded() {
-                    return Err(IdentityError::Unavailable(
-                        "the identity provider's keys have not been fetched yet".into(),
+                    return Err(IdentityError::new(
+                        Reason::KeysUnavailable,
+                        "the identity provider's keys have not been fetched yet; try again shortly",
                     ));
                 }
-                let keys = keys.current();
-                let jwk = match header.kid.as_deref() {
-                    Some(kid) => keys.find(kid),
-                    None if keys.keys.len() == 1 => keys.keys.first(),
-                    None => None,
-                }
-                .ok_or_else(|| invalid(UNKNOWN_KID.into()))?;
-                let key = DecodingKey::from_jwk(jwk)
-                    .map_err(|e| invalid(format!("invalid JWT: unusable JWKS key: {e}")))?;
+                // The algorithm before the key: a JWT this mode can never
+                // accept is refused without its kid being looked up (nor,
+                // with a provider's keys, the key set being fetched again).
                 let validation = self
                     .per_algorithm
                     .iter()
                     .find(|v| v.algorithms[0] == header.alg)
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "invalid JWT: algorithm {:?} is not accepted",
-                            header.alg
-                        ))
-                    })?;
+                    .ok_or_else(|| algorithm_not_allowed(header.alg))?;
+                let keys = keys.current();
+                let jwk = match header.kid.as_deref() {
+                    Some(kid) => keys.find(kid).ok_or_else(|| {
+                        invalid(
+                            Reason::UnknownKey,
+                            "the JWT names a signing key (kid) that is not in the identity \
+                             provider's key set: it comes from another issuer, or its key was \
+                             retired; sign in again",
+                        )
+                    }),
+                    None => match keys.keys.as_slice() {
+                        [only] => Ok(only),
+                        _ => Err(invalid(
+                            Reason::MissingKid,
+                            "the JWT names no signing key (kid), and the identity provider has \
+                             several: it must put the key's kid in the JWT header",
+                        )),
+                    },
+                }?;
+                let key = DecodingKey::from_jwk(jwk).map_err(|_| unusable_key())?;
                 jsonwebtoken::decode::<BTreeMap<String, Value>>(token, &key, validation)
                     .map(|data| data.claims)
             }
         }
-        .map_err(|e| invalid(format!("invalid JWT: {e}")))?;
-        let user = claims
-            .get(&self.user_claim)
-            .and_then(scalar_string)
-            .ok_or_else(|| invalid(format!("the JWT has no {:?} claim", self.user_claim)))?;
+        .map_err(|e| refusal(token, &e))?;
+        let user = match claims.get(&self.user_claim) {
+            None => {
+                return Err(invalid(
+                    Reason::MissingClaim,
+                    format!(
+                        "the JWT has no {:?} claim, which names the user",
+                        self.user_claim
+                    ),
+                ))
+            }
+            Some(value) => scalar_string(value).ok_or_else(|| {
+                invalid(
+                    Reason::InvalidClaim,
+                    format!(
+                        "the JWT's {:?} claim is not a user id (a non-empty string or an integer)",
+                        self.user_claim
+                    ),
+                )
+            })?,
+        };
         let roles = self
             .roles_claim
             .as_ref()
             .and_then(|claim| claims.get(claim))
             .map(string_list)
             .unwrap_or_default();
-        let mut identity = self.template.apply(&user, roles)?;
+        let mut identity = self.mapping.apply(&user, roles)?;
         if self.cap_exp {
             // jsonwebtoken has already required a numeric `exp` in the future
             // (within leeway); a fractional one (RFC 7519 NumericDate allows
@@ -171,6 +197,11 @@ impl JwtIdentity {
             });
         }
         Ok(identity)
+    }
+
+    /// How this mode's user ids become Stream user ids.
+    pub fn mapping(&self) -> &UserIdMapping {
+        &self.mapping
     }
 
     fn decode(

@@ -5,7 +5,9 @@
 //! mode here answers "which user is this request from?" without the app
 //! changing: a header set by a trusted auth proxy ([`header`]), the app's own
 //! session endpoint ([`forward_auth`]), or a JWT from the company's identity
-//! provider ([`jwt`], with keys from [`jwks`]).
+//! provider ([`jwt`], with keys from [`jwks`]). Every mode's user id then
+//! goes through [`user_id`] to become a Stream user id, and every refusal is
+//! an [`IdentityError`] with a code from a fixed list ([`refusal`]).
 //!
 //! Everything here is free of Pingora: the forward-auth mode describes the
 //! sub-request and interprets its answer, while the Pingora glue performs it.
@@ -18,94 +20,18 @@ pub mod forward_auth;
 pub mod header;
 pub mod jwks;
 pub mod jwt;
+mod jwt_refusal;
 pub mod oidc;
+pub mod refusal;
+pub mod user_id;
 
 pub use crate::token::Identity;
-use crate::token::{is_user_id, USER_ID_RULE};
 pub use forward_auth::{credential_key, ForwardAuth, UserIdLocation};
 pub use header::HeaderIdentity;
 pub use jwks::JwksKeys;
 pub use jwt::{decoding_key_from_pem, JwtIdentity, JwtKeys};
-
-/// Why no identity could be established.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IdentityError {
-    /// 401: no credentials, or credentials that do not hold.
-    #[error("unauthorized: {reason}")]
-    Unauthorized {
-        reason: String,
-        /// `WWW-Authenticate` value, where the mode has a scheme to name.
-        challenge: Option<&'static str>,
-    },
-    /// 403: authenticated, but the identity cannot be a Stream user id.
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    /// 503: the app's session endpoint could not be asked.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl IdentityError {
-    pub(crate) fn unauthorized(reason: impl Into<String>, challenge: Option<&'static str>) -> Self {
-        IdentityError::Unauthorized {
-            reason: reason.into(),
-            challenge,
-        }
-    }
-
-    /// The credential names a key (`kid`) that the key set does not hold.
-    pub fn is_unknown_key(&self) -> bool {
-        matches!(self, IdentityError::Unauthorized { reason, .. } if reason == jwt::UNKNOWN_KID)
-    }
-
-    /// The `result` label of the identity-failures metric.
-    pub fn result(&self) -> &'static str {
-        match self {
-            IdentityError::Unauthorized { .. } => "unauthorized",
-            IdentityError::Forbidden(_) => "forbidden",
-            IdentityError::Unavailable(_) => "unavailable",
-        }
-    }
-}
-
-/// `"tenant-{id}"`: how an identity becomes a Stream user id when teams
-/// namespace their Stream users. The result must still satisfy Stream's rule.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserIdTemplate {
-    prefix: String,
-    suffix: String,
-}
-
-impl UserIdTemplate {
-    /// Parses a template with exactly one `{id}`.
-    pub fn parse(template: &str) -> Result<Self, String> {
-        match template.split_once("{id}") {
-            Some((prefix, suffix)) if !suffix.contains("{id}") => Ok(UserIdTemplate {
-                prefix: prefix.to_string(),
-                suffix: suffix.to_string(),
-            }),
-            _ => Err(format!(
-                "{template:?} must contain {{id}} exactly once, e.g. \"tenant-{{id}}\""
-            )),
-        }
-    }
-
-    fn apply(&self, raw: &str, roles: Vec<String>) -> Result<Identity, IdentityError> {
-        let user_id = format!("{}{raw}{}", self.prefix, self.suffix);
-        if is_user_id(&user_id) {
-            Ok(Identity {
-                user_id,
-                roles,
-                expires_at: None,
-            })
-        } else {
-            Err(IdentityError::Forbidden(format!(
-                "the authenticated user {raw:?} does not map to a valid Stream user id \
-                 (a user id {USER_ID_RULE}); set identity.user_id_template"
-            )))
-        }
-    }
-}
+pub use refusal::{IdentityError, Reason};
+pub use user_id::{UserIdMap, UserIdMapping, UserIdTemplate};
 
 /// How a token route learns who is calling.
 #[derive(Debug)]
@@ -124,6 +50,17 @@ impl IdentitySource {
             IdentitySource::Header(_) => "header",
             IdentitySource::ForwardAuth(_) => "forward_auth",
             IdentitySource::Jwt(_) => "jwt",
+        }
+    }
+
+    /// How the mode's user ids become Stream user ids; `None` in mode `none`,
+    /// where the caller names the Stream user id itself.
+    pub fn user_id_mapping(&self) -> Option<&UserIdMapping> {
+        match self {
+            IdentitySource::None => None,
+            IdentitySource::Header(mode) => Some(&mode.mapping),
+            IdentitySource::ForwardAuth(mode) => Some(&mode.mapping),
+            IdentitySource::Jwt(mode) => Some(mode.mapping()),
         }
     }
 }

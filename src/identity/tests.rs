@@ -1,10 +1,7 @@
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, Method, StatusCode};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde_json::{json, Value};
 
-use super::jwt::BEARER_CHALLENGE;
 use super::*;
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -23,7 +20,7 @@ fn header_identity_is_believed_only_from_trusted_peers() {
     let mode = HeaderIdentity {
         user_header: HeaderName::from_static("x-forwarded-user"),
         roles_header: Some(HeaderName::from_static("x-forwarded-groups")),
-        template: UserIdTemplate::default(),
+        mapping: UserIdMapping::default(),
     };
     let request = headers(&[
         ("x-forwarded-user", "alice"),
@@ -32,22 +29,69 @@ fn header_identity_is_believed_only_from_trusted_peers() {
     let identity = mode.identify(true, &request).unwrap();
     assert_eq!(identity.user_id, "alice");
     assert_eq!(identity.roles, ["admin", "staff"]);
-    assert!(matches!(
-        mode.identify(false, &request),
-        Err(IdentityError::Unauthorized { .. })
-    ));
-    assert!(matches!(
-        mode.identify(true, &headers(&[])),
-        Err(IdentityError::Unauthorized { .. })
-    ));
+    let untrusted = mode.identify(false, &request).unwrap_err();
+    assert_eq!(untrusted.reason(), Reason::UntrustedPeer);
+    let missing = mode.identify(true, &headers(&[])).unwrap_err();
+    assert_eq!(missing.reason(), Reason::MissingUserHeader);
+    let blank = mode
+        .identify(true, &headers(&[("x-forwarded-user", "  ")]))
+        .unwrap_err();
+    assert_eq!(blank.reason(), Reason::MissingUserHeader);
+    assert_eq!(
+        untrusted.message(),
+        missing.message(),
+        "an untrusted peer is not told that it is untrusted"
+    );
+    assert_eq!(
+        missing.message(),
+        "not signed in: sign in through the auth proxy in front of this service, which sets \
+         the x-forwarded-user header"
+    );
+    for refused in [&untrusted, &missing] {
+        assert_eq!(
+            (refused.reason().status(), refused.challenge()),
+            (401, None)
+        );
+    }
     let smuggled = headers(&[
         ("x-forwarded-user", "mallory"),
         ("x-forwarded-user", "alice"),
     ]);
-    assert!(matches!(
-        mode.identify(true, &smuggled),
-        Err(IdentityError::Unauthorized { .. })
-    ));
+    assert_eq!(
+        mode.identify(true, &smuggled).unwrap_err().reason(),
+        Reason::ConflictingUserHeader
+    );
+}
+
+/// A provider id in UTF-8 reaches the mapping (which makes it a Stream id or
+/// says why not); bytes that are not UTF-8 are no user id at all.
+#[test]
+fn header_identity_reads_utf8_ids() {
+    let mode = HeaderIdentity {
+        user_header: HeaderName::from_static("x-forwarded-user"),
+        roles_header: None,
+        mapping: UserIdMapping::new(
+            UserIdMap::replace_invalid("_").unwrap(),
+            UserIdTemplate::default(),
+        )
+        .unwrap(),
+    };
+    let mut request = HeaderMap::new();
+    request.insert(
+        "x-forwarded-user",
+        http::HeaderValue::from_bytes("zoë|1".as_bytes()).unwrap(),
+    );
+    assert_eq!(mode.identify(true, &request).unwrap().user_id, "zo__1");
+    request.insert(
+        "x-forwarded-user",
+        http::HeaderValue::from_bytes(b"zo\xeb").unwrap(),
+    );
+    let refused = mode.identify(true, &request).unwrap_err();
+    assert_eq!(refused.reason(), Reason::InvalidUserId);
+    assert_eq!(
+        refused.message(),
+        "the x-forwarded-user header is not UTF-8 text"
+    );
 }
 
 /// A header that CGI-style apps read as the identity header, sent beside it:
@@ -57,7 +101,7 @@ fn header_identity_is_not_read_beside_another_spelling() {
     let mode = HeaderIdentity {
         user_header: HeaderName::from_static("x-forwarded-user"),
         roles_header: Some(HeaderName::from_static("x-forwarded-groups")),
-        template: UserIdTemplate::default(),
+        mapping: UserIdMapping::default(),
     };
     for (name, value) in [
         ("x_forwarded_user", "admin"),
@@ -73,31 +117,19 @@ fn header_identity_is_not_read_beside_another_spelling() {
             (name, value),
         ]);
         for trusted in [true, false] {
-            assert!(
-                matches!(
-                    mode.identify(trusted, &request),
-                    Err(IdentityError::Unauthorized { .. })
-                ),
-                "{name} (trusted: {trusted})"
-            );
+            let refused = mode.identify(trusted, &request).unwrap_err();
+            let expected = if trusted {
+                Reason::ConflictingUserHeader
+            } else {
+                Reason::UntrustedPeer
+            };
+            assert_eq!(refused.reason(), expected, "{name} (trusted: {trusted})");
         }
         let alone = headers(&[(name, value)]);
         assert!(mode.identify(true, &alone).is_err(), "{name} alone");
     }
     let unrelated = headers(&[("x-forwarded-user", "alice"), ("x_forwarded_email", "a@b")]);
     assert_eq!(mode.identify(true, &unrelated).unwrap().user_id, "alice");
-}
-
-#[test]
-fn template_maps_and_checks_the_user_id() {
-    let template = UserIdTemplate::parse("tenant-{id}").unwrap();
-    assert_eq!(template.apply("42", vec![]).unwrap().user_id, "tenant-42");
-    assert!(matches!(
-        template.apply("a.b@example.com", vec![]),
-        Err(IdentityError::Forbidden(_))
-    ));
-    assert!(UserIdTemplate::parse("no-placeholder").is_err());
-    assert!(UserIdTemplate::parse("{id}-{id}").is_err());
 }
 
 #[test]
@@ -119,7 +151,7 @@ fn forward_auth(user_id: UserIdLocation) -> ForwardAuth {
         timeout: Duration::from_secs(1),
         cache_ttl: Duration::ZERO,
         max_body_bytes: 65536,
-        template: UserIdTemplate::default(),
+        mapping: UserIdMapping::default(),
     }
 }
 
@@ -142,22 +174,40 @@ fn forward_auth_reads_pointer_header_and_statuses() {
         .interpret(StatusCode::OK, &HeaderMap::new(), br#"{"user":{"id":7}}"#)
         .unwrap();
     assert_eq!(numeric.user_id, "7");
-    assert!(matches!(
-        mode.interpret(StatusCode::UNAUTHORIZED, &HeaderMap::new(), b""),
-        Err(IdentityError::Unauthorized { .. })
-    ));
-    assert!(matches!(
-        mode.interpret(StatusCode::FORBIDDEN, &HeaderMap::new(), b""),
-        Err(IdentityError::Unauthorized { .. })
-    ));
-    assert!(matches!(
-        mode.interpret(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new(), b""),
-        Err(IdentityError::Unavailable(_))
-    ));
-    assert!(matches!(
-        mode.interpret(StatusCode::OK, &HeaderMap::new(), b"<html>"),
-        Err(IdentityError::Unavailable(_))
-    ));
+    let refusals = [
+        (StatusCode::UNAUTHORIZED, &b""[..], Reason::SessionRefused),
+        (StatusCode::FORBIDDEN, b"", Reason::SessionRefused),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            b"",
+            Reason::SessionUnavailable,
+        ),
+        (StatusCode::OK, b"<html>", Reason::SessionWithoutUserId),
+        (
+            StatusCode::OK,
+            br#"{"user":{}}"#,
+            Reason::SessionWithoutUserId,
+        ),
+        (
+            StatusCode::OK,
+            br#"{"user":{"id":""}}"#,
+            Reason::SessionWithoutUserId,
+        ),
+    ];
+    for (status, body, reason) in refusals {
+        let refused = mode.interpret(status, &HeaderMap::new(), body).unwrap_err();
+        assert_eq!(refused.reason(), reason, "{status} {body:?}");
+        assert!(
+            !refused.message().contains("/user/id") && !refused.message().contains("/api/me"),
+            "the caller is not told the app's endpoint or pointer: {refused}"
+        );
+    }
+    assert_eq!(
+        mode.interpret(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"")
+            .unwrap_err()
+            .message(),
+        "the app's session check failed (it answered 502); try again later"
+    );
 
     let by_header = forward_auth(UserIdLocation::Header(HeaderName::from_static("x-user-id")));
     let identity = by_header
@@ -166,87 +216,6 @@ fn forward_auth_reads_pointer_header_and_statuses() {
     assert_eq!(identity.user_id, "bob");
 }
 
-fn jwt_mode(secret: &[u8]) -> JwtIdentity {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&["https://idp.example"]);
-    validation.validate_aud = false;
-    JwtIdentity::new(
-        JwtKeys::Static(DecodingKey::from_secret(secret)),
-        validation,
-        "sub".into(),
-        Some("roles".into()),
-        UserIdTemplate::default(),
-    )
-}
-
-fn bearer(claims: Value, secret: &[u8]) -> String {
-    let token = jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .unwrap();
-    format!("Bearer {token}")
-}
-
-#[test]
-fn jwt_identity_verifies_signature_expiry_and_issuer() {
-    let mode = jwt_mode(b"idp-secret");
-    let exp = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let good = bearer(
-        json!({"sub":"alice","iss":"https://idp.example","exp":exp,"roles":"admin"}),
-        b"idp-secret",
-    );
-    let identity = mode.identify(Some(good.as_bytes())).unwrap();
-    assert_eq!(
-        identity,
-        Identity {
-            user_id: "alice".into(),
-            roles: vec!["admin".into()],
-            expires_at: None,
-        }
-    );
-
-    let forged = bearer(
-        json!({"sub":"alice","iss":"https://idp.example","exp":exp}),
-        b"wrong",
-    );
-    let expired = bearer(
-        json!({"sub":"alice","iss":"https://idp.example","exp":1000}),
-        b"idp-secret",
-    );
-    let wrong_issuer = bearer(
-        json!({"sub":"alice","iss":"https://evil.example","exp":exp}),
-        b"idp-secret",
-    );
-    let no_sub = bearer(
-        json!({"iss":"https://idp.example","exp":exp}),
-        b"idp-secret",
-    );
-    for bad in [
-        forged,
-        expired,
-        wrong_issuer,
-        no_sub,
-        "Bearer not.a.jwt".into(),
-        "Basic abc".into(),
-    ] {
-        match mode.identify(Some(bad.as_bytes())) {
-            Err(IdentityError::Unauthorized {
-                challenge: Some(_), ..
-            }) => {}
-            other => panic!("{bad}: {other:?}"),
-        }
-    }
-    assert!(matches!(
-        mode.identify(None),
-        Err(IdentityError::Unauthorized {
-            challenge: Some(BEARER_CHALLENGE),
-            ..
-        })
-    ));
-}
+mod jwt;
+mod refusal;
+mod user_id;

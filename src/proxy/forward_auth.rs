@@ -9,7 +9,7 @@ use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora_memory_cache::MemoryCache;
 
-use crate::identity::{credential_key, ForwardAuth, Identity, IdentityError};
+use crate::identity::{credential_key, ForwardAuth, Identity, IdentityError, Reason};
 use crate::upstream::{self, Upstream};
 
 /// How many sessions one token route caches at most: a fixed memory bound
@@ -49,9 +49,10 @@ impl SessionCheck {
             authorization.map(|v| v.as_bytes()),
         )
         .ok_or_else(|| {
-            IdentityError::unauthorized(
-                "not signed in (no session cookie or Authorization header)",
-                None,
+            IdentityError::new(
+                Reason::MissingCredentials,
+                "not signed in: the request has no session cookie or Authorization header; \
+                 sign in to the app first",
             )
         })?;
         if !mode.cache_ttl.is_zero() {
@@ -59,8 +60,12 @@ impl SessionCheck {
                 return Ok(identity);
             }
         }
-        let mut sub_request = session_request(mode, request)
-            .map_err(|e| IdentityError::Unavailable(e.to_string()))?;
+        // Pingora's error text names its internals: logged, not sent.
+        let unbuildable = |e: Box<Error>| {
+            log::warn!("the session check request could not be built: {e}");
+            unavailable("the check could not be built")
+        };
+        let mut sub_request = session_request(mode, request).map_err(unbuildable)?;
         for (name, value) in [
             (header::COOKIE, cookie),
             (header::AUTHORIZATION, authorization),
@@ -68,7 +73,7 @@ impl SessionCheck {
             if let Some(value) = value {
                 sub_request
                     .insert_header(name, value.clone())
-                    .map_err(|e| IdentityError::Unavailable(e.to_string()))?;
+                    .map_err(unbuildable)?;
             }
         }
         let upstream = &self.upstream;
@@ -78,20 +83,10 @@ impl SessionCheck {
         )
         .await;
         let (status, headers, body) = match answer {
-            Err(_) => {
-                return Err(IdentityError::Unavailable(format!(
-                    "upstream '{}' did not answer the session check at {} within {}",
-                    upstream.name,
-                    mode.path,
-                    humantime::format_duration(mode.timeout)
-                )))
-            }
+            Err(_) => return Err(unavailable("it did not answer in time")),
             Ok(Err(e)) => {
                 log::warn!("forward auth to upstream '{}' failed: {e}", upstream.name);
-                return Err(IdentityError::Unavailable(format!(
-                    "upstream '{}' is unavailable for the session check",
-                    upstream.name
-                )));
+                return Err(unavailable("it could not be reached"));
             }
             Ok(Ok(answer)) => answer,
         };
@@ -101,6 +96,15 @@ impl SessionCheck {
         }
         Ok(identity)
     }
+}
+
+/// 503 `session_unavailable`; which upstream, path and timeout are the
+/// operator's to know, not the caller's.
+fn unavailable(what: &str) -> IdentityError {
+    IdentityError::new(
+        Reason::SessionUnavailable,
+        format!("the app could not be asked who is signed in ({what}); try again later"),
+    )
 }
 
 /// The session check request: method and path from the config, the caller's

@@ -76,7 +76,9 @@ impl TokenRoute {
 /// A token route's answer, and what the access log and metrics need of it.
 pub(super) struct TokenOutcome {
     pub answer: Answer,
-    /// The refused-tokens metric's reason, when refused.
+    /// Why it was refused, from fixed lists ([`Rejection::reason`],
+    /// [`crate::identity::Reason`]): the refused-tokens metric's `reason`
+    /// and the access log's.
     pub refusal: Option<&'static str>,
     /// Whom the token was (or would have been) for.
     pub user_id: Option<String>,
@@ -99,18 +101,18 @@ impl From<Rejection> for TokenOutcome {
 }
 
 impl From<IdentityError> for TokenOutcome {
+    /// The contract's envelope with the identity mode's words, counted and
+    /// logged under the identity's own reason (`token_expired`, …) rather
+    /// than the envelope's (`unauthorized`).
     fn from(error: IdentityError) -> Self {
-        match error {
-            IdentityError::Unauthorized { reason, challenge } => {
-                let mut outcome = TokenOutcome::from(Rejection::Unauthorized(reason));
-                outcome.answer = outcome.answer.with_headers(
-                    challenge.map(|c| (header::WWW_AUTHENTICATE, HeaderValue::from_static(c))),
-                );
-                outcome
-            }
-            IdentityError::Forbidden(reason) => Rejection::Forbidden(reason).into(),
-            IdentityError::Unavailable(reason) => Rejection::Unavailable(reason).into(),
-        }
+        let reason = error.reason().as_str();
+        let challenge = error
+            .challenge()
+            .map(|c| (header::WWW_AUTHENTICATE, HeaderValue::from_static(c)));
+        let mut outcome = TokenOutcome::from(error.into_rejection());
+        outcome.refusal = Some(reason);
+        outcome.answer = outcome.answer.with_headers(challenge);
+        outcome
     }
 }
 

@@ -32,7 +32,9 @@ mod request;
 mod signing;
 
 pub use reply::{Rejection, Reply};
-pub use request::{is_name, is_user_id, TokenRequest, NAME_RULE, USER_ID_RULE};
+pub use request::{
+    is_name, is_user_id, is_user_id_char, TokenRequest, NAME_RULE, USER_ID_MAX_LEN, USER_ID_RULE,
+};
 pub use signing::{Signer, SignerSlot};
 
 use reply::{Claims, Success, TokenData};

@@ -145,11 +145,19 @@ pub(super) fn is_json_media_type(raw: &[u8]) -> bool {
         .is_some_and(|m| m.essence_str() == "application/json")
 }
 
-/// Stream's user-id rule: `^[@\w-]*$` with ASCII `\w`, 1 to 255 characters.
+/// The longest user id Stream accepts, in characters (every allowed character
+/// is ASCII, so also in bytes).
+pub const USER_ID_MAX_LEN: usize = 255;
+
+/// Stream's user-id rule: `^[@\w-]*$` with ASCII `\w`, 1 to [`USER_ID_MAX_LEN`]
+/// characters.
 pub fn is_user_id(s: &str) -> bool {
-    (1..=255).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'_' | b'-'))
+    (1..=USER_ID_MAX_LEN).contains(&s.len()) && s.chars().all(is_user_id_char)
+}
+
+/// A character Stream allows in a user id: `A-Z a-z 0-9 @ _ -`.
+pub fn is_user_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '@' | '_' | '-')
 }
 
 /// Call ids, call types and roles: `[A-Za-z0-9_-]`, 1 to 64 characters.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::wait::poll;
+use super::wait::{eventually, poll};
 
 /// A port that was free a moment ago, for configs that need a fixed address.
 pub fn free_port() -> u16 {
@@ -184,6 +184,23 @@ impl Streamgate {
     /// What streamgate wrote to stdout: the access log.
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    /// The JSON access-log line of the request sent with `X-Request-Id:
+    /// request_id`, waiting for it: lines are written just after the answer.
+    pub async fn access_line(&self, request_id: &str) -> serde_json::Value {
+        let find = || {
+            self.stdout()
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .find(|line| line["request_id"] == request_id)
+        };
+        assert!(
+            eventually(|| async { find().is_some() }).await,
+            "no access-log line for {request_id}:\n{}",
+            self.stdout()
+        );
+        find().expect("the line just found")
     }
 
     /// Peak resident memory of the process so far, in KiB (Linux `VmHWM`).

@@ -4,13 +4,16 @@ use jsonwebtoken::{Algorithm, Validation};
 
 use super::{header_name, json_pointer, method, nonzero, upstream_name, Followed};
 use crate::config::error::ConfigError;
-use crate::config::raw::{IdentityMode, RawForwardAuth, RawIdentity, RawJwt};
+use crate::config::raw::{
+    IdentityMode, RawForwardAuth, RawIdentity, RawJwt, RawUserIdMap, UserIdHash,
+};
 use crate::config::resolve::{self, JwtKeySource};
 use crate::config::{HttpSettings, RouteAction, UpstreamSettings};
 use crate::identity::jwks::JwksLocation;
 use crate::identity::JwtKeys;
 use crate::identity::{
-    ForwardAuth, HeaderIdentity, IdentitySource, JwtIdentity, UserIdLocation, UserIdTemplate,
+    ForwardAuth, HeaderIdentity, IdentitySource, JwtIdentity, UserIdLocation, UserIdMap,
+    UserIdMapping, UserIdTemplate,
 };
 use crate::net::headers::{has_underscore, UnderscoresAction};
 use crate::routing::RouteTable;
@@ -28,11 +31,7 @@ pub(super) fn identity(
     upstreams: &[UpstreamSettings],
     followed: &mut Followed,
 ) -> Result<IdentitySource, ConfigError> {
-    let template = match &raw.user_id_template {
-        Some(t) => UserIdTemplate::parse(t)
-            .map_err(|reason| ConfigError::new(format!("{key}.user_id_template"), reason))?,
-        None => UserIdTemplate::default(),
-    };
+    let mapping = user_id_mapping(&raw, key)?;
     let stray = [
         ("header", raw.header.is_some(), IdentityMode::Header),
         (
@@ -67,20 +66,53 @@ pub(super) fn identity(
                     .roles
                     .map(|r| header_name(&format!("{key}.header.roles"), &r))
                     .transpose()?,
-                template,
+                mapping,
             }))
         }
         IdentityMode::ForwardAuth => {
             let block = raw.forward_auth.ok_or_else(|| required("forward_auth"))?;
-            forward_auth(block, &format!("{key}.forward_auth"), template, upstreams)
+            forward_auth(block, &format!("{key}.forward_auth"), mapping, upstreams)
                 .map(IdentitySource::ForwardAuth)
         }
         IdentityMode::Jwt => {
             let block = raw.jwt.ok_or_else(|| required("jwt"))?;
-            jwt(block, &format!("{key}.jwt"), template, followed)
+            jwt(block, &format!("{key}.jwt"), mapping, followed)
                 .map(|jwt| IdentitySource::Jwt(Box::new(jwt)))
         }
     }
+}
+
+/// `user_id_map` and `user_id_template`: how the mode's user ids become
+/// Stream user ids.
+fn user_id_mapping(raw: &RawIdentity, key: &str) -> Result<UserIdMapping, ConfigError> {
+    let map = match &raw.user_id_map {
+        None => UserIdMap::Verbatim,
+        Some(RawUserIdMap {
+            replace_invalid: Some(replacement),
+            hash: None,
+        }) => UserIdMap::replace_invalid(replacement).map_err(|reason| {
+            ConfigError::new(format!("{key}.user_id_map.replace_invalid"), reason)
+        })?,
+        Some(RawUserIdMap {
+            replace_invalid: None,
+            hash: Some(UserIdHash::Sha256),
+        }) => UserIdMap::Sha256,
+        Some(_) => {
+            return Err(ConfigError::new(
+                format!("{key}.user_id_map"),
+                "needs exactly one of replace_invalid (e.g. { replace_invalid: \"_\" }) or \
+                 hash ({ hash: sha256 })",
+            ))
+        }
+    };
+    let template_key = format!("{key}.user_id_template");
+    let template = match &raw.user_id_template {
+        Some(t) => {
+            UserIdTemplate::parse(t).map_err(|reason| ConfigError::new(&template_key, reason))?
+        }
+        None => UserIdTemplate::default(),
+    };
+    UserIdMapping::new(map, template).map_err(|reason| ConfigError::new(template_key, reason))
 }
 
 /// A `header` mode header whose name has `_` would be dropped, or its requests
@@ -118,7 +150,7 @@ pub(super) fn header_names_survive(
 fn forward_auth(
     block: RawForwardAuth,
     key: &str,
-    template: UserIdTemplate,
+    mapping: UserIdMapping,
     upstreams: &[UpstreamSettings],
 ) -> Result<ForwardAuth, ConfigError> {
     let upstream = upstream_name(
@@ -158,14 +190,14 @@ fn forward_auth(
         timeout: nonzero(&format!("{key}.timeout"), block.timeout)?,
         cache_ttl: block.cache_ttl,
         max_body_bytes: FORWARD_AUTH_MAX_BODY_BYTES,
-        template,
+        mapping,
     })
 }
 
 fn jwt(
     block: RawJwt,
     key: &str,
-    template: UserIdTemplate,
+    mapping: UserIdMapping,
     followed: &mut Followed,
 ) -> Result<JwtIdentity, ConfigError> {
     let source = key_source(&block, key)?;
@@ -242,7 +274,7 @@ fn jwt(
         validation,
         block.user_claim,
         block.roles_claim,
-        template,
+        mapping,
     )
     .cap_exp_to_credential(block.cap_exp_to_credential))
 }
@@ -332,3 +364,6 @@ fn remote_url(key: &str, text: &str, query_allowed: bool) -> Result<String, Conf
     }
     Ok(text.to_string())
 }
+
+#[cfg(test)]
+mod tests;
