@@ -9,7 +9,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
 use super::jwks::JwksKeys;
-use super::jwt_refusal::{algorithm_not_allowed, invalid, refusal, unusable_key};
+use super::jwt_refusal::{
+    algorithm_not_allowed, missing_kid, no_user_claim, not_a_user_id, refusal, unknown_key,
+    unusable_key,
+};
 use super::{scalar_string, string_list, Identity, IdentityError, Reason, UserIdMapping};
 
 pub(super) const BEARER_CHALLENGE: &str = r#"Bearer realm="streamgate""#;
@@ -137,23 +140,12 @@ impl JwtIdentity {
                     .ok_or_else(|| algorithm_not_allowed(header.alg))?;
                 let keys = keys.current();
                 let jwk = match header.kid.as_deref() {
-                    Some(kid) => keys.find(kid).ok_or_else(|| {
-                        invalid(
-                            Reason::UnknownKey,
-                            "the JWT names a signing key (kid) that is not in the identity \
-                             provider's key set: it comes from another issuer, or its key was \
-                             retired; sign in again",
-                        )
-                    }),
+                    Some(kid) => keys.find(kid).ok_or_else(unknown_key)?,
                     None => match keys.keys.as_slice() {
-                        [only] => Ok(only),
-                        _ => Err(invalid(
-                            Reason::MissingKid,
-                            "the JWT names no signing key (kid), and the identity provider has \
-                             several: it must put the key's kid in the JWT header",
-                        )),
+                        [only] => only,
+                        _ => return Err(missing_kid()),
                     },
-                }?;
+                };
                 let key = DecodingKey::from_jwk(jwk).map_err(|_| unusable_key())?;
                 jsonwebtoken::decode::<BTreeMap<String, Value>>(token, &key, validation)
                     .map(|data| data.claims)
@@ -161,24 +153,8 @@ impl JwtIdentity {
         }
         .map_err(|e| refusal(token, &e))?;
         let user = match claims.get(&self.user_claim) {
-            None => {
-                return Err(invalid(
-                    Reason::MissingClaim,
-                    format!(
-                        "the JWT has no {:?} claim, which names the user",
-                        self.user_claim
-                    ),
-                ))
-            }
-            Some(value) => scalar_string(value).ok_or_else(|| {
-                invalid(
-                    Reason::InvalidClaim,
-                    format!(
-                        "the JWT's {:?} claim is not a user id (a non-empty string or an integer)",
-                        self.user_claim
-                    ),
-                )
-            })?,
+            None => return Err(no_user_claim(&self.user_claim)),
+            Some(value) => scalar_string(value).ok_or_else(|| not_a_user_id(&self.user_claim))?,
         };
         let roles = self
             .roles_claim

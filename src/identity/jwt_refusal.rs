@@ -1,7 +1,8 @@
 //! Why `jwt` mode refused a bearer token, in words that name the part at
 //! fault and what to do, with the reason code: jsonwebtoken's own errors
-//! mapped once, here. Its `Display` names library internals (`Base64 error:
-//! Invalid last symbol 116`) and never reaches a caller.
+//! mapped once, and the mode's own refusals, all here. jsonwebtoken's
+//! `Display` names library internals (`Base64 error: Invalid last symbol
+//! 116`) and never reaches a caller.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -14,7 +15,7 @@ use super::{IdentityError, Reason};
 const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer realm="streamgate", error="invalid_token""#;
 
 /// A 401 about the JWT itself, with the `invalid_token` challenge.
-pub(super) fn invalid(reason: Reason, message: impl Into<String>) -> IdentityError {
+fn invalid(reason: Reason, message: impl Into<String>) -> IdentityError {
     IdentityError::new(reason, message).with_challenge(INVALID_TOKEN_CHALLENGE)
 }
 
@@ -24,6 +25,41 @@ pub(super) fn algorithm_not_allowed(algorithm: Algorithm) -> IdentityError {
         format!(
             "the JWT is signed with {algorithm:?}, which is not accepted here: use a token \
              from the configured identity provider"
+        ),
+    )
+}
+
+/// The `kid` the JWT names is not in the key set: the one refusal a fetch
+/// of the key set could undo ([`IdentityError::is_unknown_key`]).
+pub(super) fn unknown_key() -> IdentityError {
+    invalid(
+        Reason::UnknownKey,
+        "the JWT names a signing key (kid) that is not in the identity provider's key set: it \
+         comes from another issuer, or its key was retired; sign in again",
+    )
+}
+
+pub(super) fn missing_kid() -> IdentityError {
+    invalid(
+        Reason::MissingKid,
+        "the JWT names no signing key (kid), and the identity provider has several: it must put \
+         the key's kid in the JWT header",
+    )
+}
+
+/// `user_claim` (from the configuration) is absent.
+pub(super) fn no_user_claim(user_claim: &str) -> IdentityError {
+    invalid(
+        Reason::MissingClaim,
+        format!("the JWT has no {user_claim:?} claim, which names the user"),
+    )
+}
+
+pub(super) fn not_a_user_id(user_claim: &str) -> IdentityError {
+    invalid(
+        Reason::InvalidClaim,
+        format!(
+            "the JWT's {user_claim:?} claim is not a user id (a non-empty string or an integer)"
         ),
     )
 }

@@ -3,13 +3,14 @@
 //! and words, and never jsonwebtoken's own text.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Value};
 
+use crate::identity::jwks::{JwksLocation, RemoteJwks};
 use crate::identity::jwt::BEARER_CHALLENGE;
 use crate::identity::*;
 
@@ -525,5 +526,37 @@ fn a_broken_key_in_the_set_is_an_unusable_key() {
         Reason::UnusableKey,
         "the key that should verify this JWT cannot be used (a problem with the identity \
          provider's keys, for the operator to fix)",
+    );
+}
+
+/// A provider's key set not fetched yet says nothing about the token: 503,
+/// and nothing a key refetch is asked for.
+#[test]
+fn keys_not_fetched_yet_are_a_503_not_a_verdict_on_the_token() {
+    let origin = RemoteJwks {
+        location: JwksLocation::Url("https://idp.example/jwks".into()),
+        connect_timeout: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        ca_pem: None,
+        min_cache_duration: Duration::from_secs(300),
+        max_cache_duration: Duration::from_secs(3600),
+        unknown_kid_refetch_interval: Duration::from_secs(30),
+    };
+    let mode = JwtIdentity::new(
+        JwtKeys::Jwks(Arc::new(JwksKeys::remote(origin))),
+        validation(&[Algorithm::RS256]),
+        "sub".into(),
+        None,
+        UserIdMapping::default(),
+    );
+    let error = refused(&mode, &rs("idp-key-1", Some("idp-key-1"), &claims()));
+    assert_eq!(
+        (error.reason(), error.reason().status(), error.challenge()),
+        (Reason::KeysUnavailable, 503, None)
+    );
+    assert!(!error.is_unknown_key());
+    assert_eq!(
+        error.message(),
+        "the identity provider's keys have not been fetched yet; try again shortly"
     );
 }
