@@ -457,3 +457,80 @@ async fn keys_are_not_taken_from_a_provider_that_cannot_be_believed() {
         gate.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_published_for_one_algorithm_verifies_that_one_only() {
+    let app = start_app().await;
+    let idp = Idp::new(&["idp-key-1"]);
+    idp.start();
+    // RS384 is accepted by the route, but the published key says RS256.
+    let gate = Streamgate::start(&discovery_config(
+        app.addr,
+        &idp,
+        "",
+        "    algorithms: [RS256, RS384]\n",
+    ));
+    assert!(
+        ready_within(&gate, Duration::from_secs(10)).await,
+        "{}",
+        gate.logs()
+    );
+    let claims = json!({"sub": "alice", "iss": idp.issuer, "aud": AUDIENCE, "exp": now() + 600});
+    let pem = std::fs::read(format!("{FIXTURES}/idp-key-1.pem")).unwrap();
+    let mut header = Header::new(Algorithm::RS384);
+    header.kid = Some("idp-key-1".into());
+    let rs384 =
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap();
+    let (status, answer) = mint_with(&gate, &rs384, json!({})).await;
+    assert_eq!(status, 401, "{answer}");
+    let (status, _) = mint_with(&gate, &id_token(&idp, "alice", 600, "idp-key-1"), json!({})).await;
+    assert_eq!(status, 200);
+}
+
+/// Keycloak's shape: realm roles nested in `realm_access.roles`, the login
+/// in `preferred_username`; both reached by JSON pointer.
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_nested_as_keycloak_nests_them_are_reached_by_pointer() {
+    let app = start_app().await;
+    let idp = Idp::new(&["idp-key-1"]);
+    idp.start();
+    let gate = Streamgate::start(&discovery_config(
+        app.addr,
+        &idp,
+        "",
+        "    user_claim: /preferred_username\n    roles_claim: /realm_access/roles\n",
+    ));
+    assert!(
+        ready_within(&gate, Duration::from_secs(10)).await,
+        "{}",
+        gate.logs()
+    );
+    let token = |roles: Value| {
+        rs256(
+            json!({
+                "sub": "0b1c5e1e-5d2f-4c8e-9d55-2f0c7d3e8a11",
+                "preferred_username": "alice",
+                "realm_access": {"roles": roles},
+                "iss": idp.issuer, "aud": AUDIENCE, "exp": now() + 600,
+            }),
+            "idp-key-1",
+        )
+    };
+    let body = json!({"callId": "standup", "role": "admin"});
+    let bearer = format!("Bearer {}", token(json!(["offline_access", "admin"])));
+    let (status, answer, _) = mint(
+        &gate,
+        CALL_TOKEN_PATH,
+        body.clone(),
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(minted_claims(&answer)["user_id"], "alice");
+    assert_eq!(minted_claims(&answer)["role"], "admin");
+
+    let bearer = format!("Bearer {}", token(json!(["offline_access"])));
+    let (status, answer, _) =
+        mint(&gate, CALL_TOKEN_PATH, body, &[("authorization", &bearer)]).await;
+    assert_eq!(status, 403, "a role the realm did not give: {answer}");
+}

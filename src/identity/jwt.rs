@@ -1,7 +1,6 @@
 //! `jwt` mode: `Authorization: Bearer <JWT>` from the company's identity
 //! provider, verified with a fixed key or a JWKS ([`super::jwks`]).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -146,20 +145,28 @@ impl JwtIdentity {
                         _ => return Err(missing_kid()),
                     },
                 };
+                // A key published for one algorithm verifies that one only
+                // (RFC 8725 §3.1): the JWT's header does not choose.
+                let published = jwk
+                    .common
+                    .key_algorithm
+                    .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+                if published.is_some_and(|a| a != header.alg) {
+                    return Err(algorithm_not_allowed(header.alg));
+                }
                 let key = DecodingKey::from_jwk(jwk).map_err(|_| unusable_key())?;
-                jsonwebtoken::decode::<BTreeMap<String, Value>>(token, &key, validation)
-                    .map(|data| data.claims)
+                jsonwebtoken::decode::<Value>(token, &key, validation).map(|data| data.claims)
             }
         }
         .map_err(|e| refusal(token, &e))?;
-        let user = match claims.get(&self.user_claim) {
+        let user = match claim(&claims, &self.user_claim) {
             None => return Err(no_user_claim(&self.user_claim)),
             Some(value) => scalar_string(value).ok_or_else(|| not_a_user_id(&self.user_claim))?,
         };
         let roles = self
             .roles_claim
             .as_ref()
-            .and_then(|claim| claims.get(claim))
+            .and_then(|name| claim(&claims, name))
             .map(string_list)
             .unwrap_or_default();
         let mut identity = self.mapping.apply(&user, roles)?;
@@ -180,13 +187,19 @@ impl JwtIdentity {
         &self.mapping
     }
 
-    fn decode(
-        &self,
-        token: &str,
-        key: &DecodingKey,
-    ) -> Result<BTreeMap<String, Value>, jsonwebtoken::errors::Error> {
-        jsonwebtoken::decode::<BTreeMap<String, Value>>(token, key, &self.validation)
-            .map(|data| data.claims)
+    fn decode(&self, token: &str, key: &DecodingKey) -> Result<Value, jsonwebtoken::errors::Error> {
+        jsonwebtoken::decode::<Value>(token, key, &self.validation).map(|data| data.claims)
+    }
+}
+
+/// A claim by its name, or by JSON pointer (RFC 6901) when the name starts
+/// with `/`: Keycloak puts realm roles at `/realm_access/roles`. A name
+/// with `/` elsewhere (Auth0's `https://example.com/roles`) is a name.
+fn claim<'a>(claims: &'a Value, name: &str) -> Option<&'a Value> {
+    if name.starts_with('/') {
+        claims.pointer(name)
+    } else {
+        claims.get(name)
     }
 }
 
