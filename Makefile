@@ -2,6 +2,8 @@
 # Both work on a fresh Debian machine with only Rust installed.
 
 CONFIG ?= conf/streamgate.yaml
+# Where cargo puts the binary: CARGO_TARGET_DIR when set, as cargo itself does.
+BIN := $(or $(CARGO_TARGET_DIR),target)/release/streamgate
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps bench reload
@@ -9,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ## run: build the release binary and start streamgate on $(CONFIG)
 run: deps
 	cargo build --release
-	./target/release/streamgate -c $(CONFIG)
+	$(BIN) -c $(CONFIG)
 
 ## test: install what is missing, then fmt check, clippy -D warnings, every test
 test: deps
@@ -56,9 +58,9 @@ deploy-check: deps
 PID_FILE ?= /tmp/streamgate.pid
 UPGRADE_SOCK ?= /tmp/streamgate_upgrade.sock
 reload:
-	./target/release/streamgate -t -c $(CONFIG)
+	$(BIN) -t -c $(CONFIG)
 	@test -s $(PID_FILE) || { echo "no running streamgate ($(PID_FILE) is missing)"; exit 1; }
 	@old=$$(cat $(PID_FILE)); rm -f $(UPGRADE_SOCK); \
-	  nohup ./target/release/streamgate -u -c $(CONFIG) >>streamgate.log 2>&1 & \
+	  nohup $(BIN) -u -c $(CONFIG) >>streamgate.log 2>&1 & \
 	  for i in $$(seq 100); do [ -S $(UPGRADE_SOCK) ] && break; sleep 0.1; done; \
 	  kill -QUIT $$old && echo "streamgate $$old hands over to the new process (logs: streamgate.log)"

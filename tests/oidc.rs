@@ -263,6 +263,16 @@ async fn a_provider_that_goes_down_leaves_the_last_keys_in_use() {
         "{answer}"
     );
     assert_eq!(readiness(&gate).await.0, 200, "keys are still there");
+    // A new kid while the provider is down: the refetch fails, the set stays.
+    let (status, _) = mint_with(&gate, &id_token(&idp, "bob", 600, "idp-key-2"), json!({})).await;
+    assert_eq!(status, 401);
+    let failed = metric_now(
+        &gate,
+        "streamgate_jwks_unknown_kid_refetches_total",
+        &[("key_set", &key_set), ("result", "failed")],
+    )
+    .await;
+    assert_eq!(failed, 1.0);
     assert!(
         gate.logs().contains("the last keys fetched stay in use"),
         "{}",
@@ -445,7 +455,13 @@ async fn keys_are_not_taken_from_a_provider_that_cannot_be_believed() {
         )
         .await
     );
-    assert_eq!(readiness(&gate).await.0, 503);
+    let (status, body) = readiness(&gate).await;
+    assert_eq!(status, 503);
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("the last fetch failed") && reason.contains("jwks_fetch.ca_file"),
+        "{reason}"
+    );
     assert_eq!(
         untrusted.discovery_hits(),
         0,

@@ -75,8 +75,11 @@ impl AdminService {
         }
         if let Some(pending) = self.key_sets.iter().find(|keys| !keys.is_loaded()) {
             let url = pending.origin().map_or("", |origin| origin.location.url());
+            let why = pending
+                .last_error()
+                .map_or_else(String::new, |e| format!(": the last fetch failed: {e}"));
             return not_ready(&format!(
-                "the identity provider's keys ({url}) have not been fetched yet"
+                "the identity provider's keys ({url}) have not been fetched yet{why}"
             ));
         }
         if let Some((probe, upstream)) = &self.probe {

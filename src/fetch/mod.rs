@@ -111,15 +111,17 @@ impl KeySetFetcher {
         loop {
             self.keys.fetch_starting();
             let outcome = self.fetch(&client, origin, &mut jwks_uri).await;
-            self.keys.fetch_finished();
+            self.keys
+                .fetch_finished(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
             let wait = match outcome {
                 Ok(fetched) => {
                     self.fetched.inc();
                     self.key_count
                         .set(i64::try_from(fetched.keys).unwrap_or(i64::MAX));
                     log::info!(
-                        "JWKS of {url}: {} keys{}; next fetch in {}",
+                        "JWKS of {url}: {} key{}{}; next fetch in {}",
                         fetched.keys,
+                        if fetched.keys == 1 { "" } else { "s" },
                         match fetched.skipped {
                             0 => String::new(),
                             n =>
@@ -214,7 +216,7 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Str
         .header(http::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|e| describe(url, &e))?;
+        .map_err(|e| describe(url, e))?;
     if response.status() != reqwest::StatusCode::OK {
         return Err(format!("{url}: answered {}", response.status()));
     }
@@ -224,7 +226,7 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Str
         .and_then(|v| v.to_str().ok())
         .map(String::from);
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe(url, &e))? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe(url, e))? {
         if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
             return Err(format!(
                 "{url}: the answer is over {MAX_DOCUMENT_BYTES} bytes"
@@ -235,13 +237,22 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Str
     Ok((body, cache_control))
 }
 
-/// reqwest's error with its causes (the TLS or connection reason is in them).
-fn describe(url: &str, error: &reqwest::Error) -> String {
+/// reqwest's error with its causes (the TLS or connection reason is in
+/// them), the URL said once, and what a certificate refusal usually means.
+fn describe(url: &str, error: reqwest::Error) -> String {
+    let error = error.without_url();
     let mut text = format!("{url}: {error}");
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(&format!(": {cause}"));
         source = cause.source();
+    }
+    if text.contains("invalid peer certificate") {
+        text.push_str(
+            " (the provider's certificate does not verify against jwks_fetch.ca_file, or the \
+             system's roots when it is not set: ca_file must hold the CA that issued the \
+             certificate, and a self-signed certificate that is itself a CA is refused)",
+        );
     }
     text
 }

@@ -107,15 +107,26 @@ impl JwksKeys {
         }
     }
 
-    /// The fetcher's side: the fetch has finished, successfully or not;
-    /// requests waiting for it look again.
-    pub fn fetch_finished(&self) {
+    /// The fetcher's side: the fetch has finished, with `outcome` (the
+    /// reason when it failed); requests waiting for it look again.
+    pub fn fetch_finished(&self, outcome: Result<(), String>) {
         if let Some(remote) = &self.remote {
             remote.with_gate(|gate| gate.fetching = false);
-            remote
-                .finished
-                .send_modify(|count| *count = count.wrapping_add(1));
+            remote.finished.send_modify(|(count, ok)| {
+                *count = count.wrapping_add(1);
+                *ok = outcome.is_ok();
+            });
+            if let Ok(mut last) = remote.last_error.lock() {
+                *last = outcome.err();
+            }
         }
+    }
+
+    /// Why the last fetch failed, while it is the last word (readiness
+    /// shows it until the keys are in).
+    pub fn last_error(&self) -> Option<String> {
+        let remote = self.remote.as_ref()?;
+        remote.last_error.lock().ok()?.clone()
     }
 }
 
@@ -124,6 +135,8 @@ impl JwksKeys {
 pub enum Refetch {
     /// A fetch that started after the request finished: look the `kid` up again.
     Fetched,
+    /// That fetch failed: the key set is unchanged.
+    Failed,
     /// A refetch already started within the interval: refused without asking
     /// the provider.
     Capped,
@@ -177,8 +190,10 @@ struct Remote {
     gate: Mutex<Gate>,
     /// Wakes the fetcher for a refetch.
     wake: Notify,
-    /// Counts finished fetches, so that waiting requests see one end.
-    finished: watch::Sender<u64>,
+    /// Counts finished fetches, so that waiting requests see one end, and
+    /// whether the last one succeeded.
+    finished: watch::Sender<(u64, bool)>,
+    last_error: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -197,7 +212,8 @@ impl Remote {
             origin,
             gate: Mutex::new(Gate::default()),
             wake: Notify::new(),
-            finished: watch::Sender::new(0),
+            finished: watch::Sender::new((0, false)),
+            last_error: Mutex::new(None),
         }
     }
 
@@ -207,7 +223,7 @@ impl Remote {
 
     async fn refetch(&self, now: Instant, wait: Duration) -> Refetch {
         let mut finished = self.finished.subscribe();
-        let seen = *finished.borrow_and_update();
+        let seen = finished.borrow_and_update().0;
         let interval = self.origin.unknown_kid_refetch_interval;
         // How many fetches must finish before one that began after this
         // request has: the one under way (if any) began before it.
@@ -237,14 +253,16 @@ impl Remote {
         };
         let reached = tokio::time::timeout(
             wait,
-            finished.wait_for(|count| count.wrapping_sub(target) < u64::MAX / 2),
+            finished.wait_for(|(count, _)| count.wrapping_sub(target) < u64::MAX / 2),
         )
         .await
-        .is_ok_and(|changed| changed.is_ok());
-        if reached {
-            Refetch::Fetched
-        } else {
-            Refetch::TimedOut
+        .ok()
+        .and_then(Result::ok)
+        .map(|state| state.1);
+        match reached {
+            Some(true) => Refetch::Fetched,
+            Some(false) => Refetch::Failed,
+            None => Refetch::TimedOut,
         }
     }
 }
@@ -355,7 +373,7 @@ mod tests {
                 keys.refetch_requested().await;
                 keys.fetch_starting();
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                keys.fetch_finished();
+                keys.fetch_finished(Ok(()));
             }
         })
     }
@@ -387,7 +405,7 @@ mod tests {
             tokio::spawn(async move { keys.refetch_for_unknown_kid(Duration::from_secs(5)).await })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
-        keys.fetch_finished();
+        keys.fetch_finished(Ok(()));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
             !waiting.is_finished(),
@@ -407,7 +425,8 @@ mod tests {
         let outcome = remote.refetch(start, Duration::from_millis(10)).await;
         assert_eq!(outcome, Refetch::TimedOut);
         keys.fetch_starting();
-        keys.fetch_finished();
+        keys.fetch_finished(Err("down".into()));
+        assert_eq!(keys.last_error().as_deref(), Some("down"));
         let later = start + Duration::from_secs(29);
         assert_eq!(remote.refetch(later, Duration::ZERO).await, Refetch::Capped);
         let later = start + Duration::from_secs(30);
@@ -417,5 +436,24 @@ mod tests {
         );
         let last = remote.with_gate(|gate| gate.last_refetch).flatten();
         assert_eq!(last, Some(later));
+    }
+
+    #[tokio::test]
+    async fn a_failed_refetch_is_told_apart_from_a_new_set() {
+        let keys = Arc::new(JwksKeys::remote(origin(Duration::from_secs(30))));
+        let fetcher = {
+            let keys = Arc::clone(&keys);
+            tokio::spawn(async move {
+                keys.refetch_requested().await;
+                keys.fetch_starting();
+                keys.fetch_finished(Err("connection refused".into()));
+            })
+        };
+        let outcome = keys.refetch_for_unknown_kid(Duration::from_secs(5)).await;
+        assert_eq!(outcome, Refetch::Failed);
+        fetcher.await.unwrap();
+        assert_eq!(keys.last_error().as_deref(), Some("connection refused"));
+        keys.fetch_finished(Ok(()));
+        assert_eq!(keys.last_error(), None);
     }
 }

@@ -3,14 +3,15 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
 use super::jwks::JwksKeys;
 use super::jwt_refusal::{
-    algorithm_not_allowed, missing_kid, no_user_claim, not_a_user_id, refusal, unknown_key,
-    unusable_key,
+    algorithm_not_allowed, expired, missing_kid, no_user_claim, not_a_user_id, refusal,
+    unknown_key, unusable_key,
 };
 use super::{scalar_string, string_list, Identity, IdentityError, Reason, UserIdMapping};
 
@@ -174,10 +175,19 @@ impl JwtIdentity {
             // jsonwebtoken has already required a numeric `exp` in the future
             // (within leeway); a fractional one (RFC 7519 NumericDate allows
             // it) counts down to its whole second.
-            identity.expires_at = claims.get("exp").and_then(|exp| {
+            let exp = claims.get("exp").and_then(|exp| {
                 exp.as_u64()
                     .or_else(|| exp.as_f64().filter(|f| *f >= 0.0).map(|f| f.floor() as u64))
             });
+            // `leeway` forgives clock skew in accepting the JWT, but a token
+            // capped at an `exp` already past would be born expired.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if exp.is_some_and(|exp| exp <= now) {
+                return Err(expired());
+            }
+            identity.expires_at = exp;
         }
         Ok(identity)
     }

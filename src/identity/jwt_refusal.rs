@@ -31,6 +31,15 @@ pub(super) fn algorithm_not_allowed(algorithm: Algorithm) -> IdentityError {
 
 /// The `kid` the JWT names is not in the key set: the one refusal a fetch
 /// of the key set could undo ([`IdentityError::is_unknown_key`]).
+/// `exp` is past: beyond `leeway`, or (when the minted token's lifetime is
+/// capped at the JWT's) at all, since that token would be born expired.
+pub(super) fn expired() -> IdentityError {
+    invalid(
+        Reason::TokenExpired,
+        "the JWT has expired (exp is in the past); sign in again for a fresh one",
+    )
+}
+
 pub(super) fn unknown_key() -> IdentityError {
     invalid(
         Reason::UnknownKey,
@@ -90,10 +99,7 @@ pub(super) fn refusal(token: &str, error: &jsonwebtoken::errors::Error) -> Ident
             "the JWT's signature does not verify: it was not signed by the identity provider's \
              key, or it was altered",
         ),
-        ErrorKind::ExpiredSignature => invalid(
-            Reason::TokenExpired,
-            "the JWT has expired (exp is in the past); sign in again for a fresh one",
-        ),
+        ErrorKind::ExpiredSignature => expired(),
         ErrorKind::ImmatureSignature => invalid(
             Reason::TokenNotYetValid,
             "the JWT is not valid yet (nbf is in the future); check the issuing machine's clock",

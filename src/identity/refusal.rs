@@ -13,13 +13,13 @@ use crate::token::Rejection;
 /// | code | status | when |
 /// |---|---|---|
 /// | `missing_credentials` | 401 | `jwt`: no `Authorization: Bearer …`; `forward_auth`: neither `Cookie` nor `Authorization` |
-/// | `malformed_token` | 401 | not three base64url parts, a header or payload that is not JSON, an unknown `alg` or `alg: none` |
+/// | `malformed_token` | 401 | not three base64url parts, a header that is not JSON, an unknown `alg` or `alg: none` (the payload is read once the signature verifies: an altered one is `invalid_signature`) |
 /// | `algorithm_not_allowed` | 401 | an `alg` outside `jwt.algorithms`, or one that does not fit the key |
 /// | `unknown_key` | 401 | the JWT names a `kid` that is not in the key set ([`IdentityError::is_unknown_key`]) |
 /// | `missing_kid` | 401 | the JWT names no `kid` and the key set holds several keys |
 /// | `unusable_key` | 401 | the key the JWT names cannot verify anything (a key-set problem) |
 /// | `invalid_signature` | 401 | the signature does not verify with the key |
-/// | `token_expired` | 401 | `exp` is past (beyond `jwt.leeway`) |
+/// | `token_expired` | 401 | `exp` is past (beyond `jwt.leeway`; at all when the minted token is capped at it) |
 /// | `token_not_yet_valid` | 401 | `nbf` is ahead (beyond `jwt.leeway`) |
 /// | `wrong_issuer` | 401 | `iss` is not `jwt.issuer` |
 /// | `wrong_audience` | 401 | `aud` does not hold `jwt.audience`, or is set when none is configured |

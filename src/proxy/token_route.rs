@@ -276,6 +276,7 @@ impl Gateway {
         let outcome = keys.refetch_for_unknown_kid(origin.timeout).await;
         let result = match outcome {
             Refetch::Fetched => "fetched",
+            Refetch::Failed => "failed",
             Refetch::Capped => "capped",
             Refetch::TimedOut => "timed_out",
             Refetch::NotRemote => return Err(unknown),

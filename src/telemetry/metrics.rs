@@ -214,8 +214,9 @@ impl Metrics {
             jwks_unknown_kid_refetches: counter(
                 "streamgate_jwks_unknown_kid_refetches_total",
                 "Tokens naming a key id the key set lacks, by key set and what came of asking the \
-                 provider again: fetched, capped (a refetch already ran within \
-                 unknown_kid_refetch_interval, so the provider was not asked) or timed_out.",
+                 provider again: fetched (a new set is in), failed (that fetch failed), capped (a \
+                 refetch already ran within unknown_kid_refetch_interval, so the provider was \
+                 not asked) or timed_out.",
                 &["key_set", "result"],
             ),
             registry,
