@@ -64,6 +64,21 @@ async fn ready_within(gate: &Streamgate, limit: Duration) -> bool {
     false
 }
 
+/// An app, a provider publishing `idp-key-1`, and streamgate in front of the
+/// app through discovery (`fetch` and `jwt` as in [`discovery_config`]), ready.
+async fn started(fetch: &str, jwt: &str) -> (App, Idp, Streamgate) {
+    let app = start_app().await;
+    let idp = Idp::new(&["idp-key-1"]);
+    idp.start();
+    let gate = Streamgate::start(&discovery_config(app.addr, &idp, fetch, jwt));
+    assert!(
+        ready_within(&gate, Duration::from_secs(10)).await,
+        "{}",
+        gate.logs()
+    );
+    (app, idp, gate)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn not_ready_until_the_provider_answers_then_tokens_are_minted() {
     let app = start_app().await;
@@ -97,15 +112,7 @@ async fn not_ready_until_the_provider_answers_then_tokens_are_minted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_key_is_picked_up_by_the_first_token_that_names_it() {
-    let app = start_app().await;
-    let idp = Idp::new(&["idp-key-1"]);
-    idp.start();
-    let gate = Streamgate::start(&discovery_config(app.addr, &idp, "", ""));
-    assert!(
-        ready_within(&gate, Duration::from_secs(10)).await,
-        "{}",
-        gate.logs()
-    );
+    let (_app, idp, gate) = started("", "").await;
     let fetched = idp.jwks_hits();
 
     idp.publish(&["idp-key-2"]);
@@ -152,20 +159,7 @@ fn forged_kid(token: &str, n: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_made_up_kids_costs_the_provider_one_fetch_per_interval() {
-    let app = start_app().await;
-    let idp = Idp::new(&["idp-key-1"]);
-    idp.start();
-    let gate = Streamgate::start(&discovery_config(
-        app.addr,
-        &idp,
-        ", unknown_kid_refetch_interval: 2s",
-        "",
-    ));
-    assert!(
-        ready_within(&gate, Duration::from_secs(10)).await,
-        "{}",
-        gate.logs()
-    );
+    let (_app, idp, gate) = started(", unknown_kid_refetch_interval: 2s", "").await;
     let before = idp.jwks_hits();
 
     let signed = id_token(&idp, "mallory", 600, "idp-key-1");
@@ -282,15 +276,7 @@ async fn a_provider_that_goes_down_leaves_the_last_keys_in_use() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn algorithm_confusion_and_unsigned_tokens_are_refused() {
-    let app = start_app().await;
-    let idp = Idp::new(&["idp-key-1"]);
-    idp.start();
-    let gate = Streamgate::start(&discovery_config(app.addr, &idp, "", ""));
-    assert!(
-        ready_within(&gate, Duration::from_secs(10)).await,
-        "{}",
-        gate.logs()
-    );
+    let (_app, idp, gate) = started("", "").await;
     let claims = json!({"sub": "mallory", "iss": idp.issuer, "aud": AUDIENCE, "exp": now() + 600});
     let with_kid = |algorithm| {
         let mut header = Header::new(algorithm);
@@ -355,15 +341,7 @@ async fn algorithm_confusion_and_unsigned_tokens_are_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_minted_token_never_outlives_the_credential() {
-    let app = start_app().await;
-    let idp = Idp::new(&["idp-key-1"]);
-    idp.start();
-    let gate = Streamgate::start(&discovery_config(app.addr, &idp, "", ""));
-    assert!(
-        ready_within(&gate, Duration::from_secs(10)).await,
-        "{}",
-        gate.logs()
-    );
+    let (app, idp, gate) = started("", "").await;
 
     let credential_exp = now() + 600;
     let token = rs256(
@@ -476,21 +454,8 @@ async fn keys_are_not_taken_from_a_provider_that_cannot_be_believed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_published_for_one_algorithm_verifies_that_one_only() {
-    let app = start_app().await;
-    let idp = Idp::new(&["idp-key-1"]);
-    idp.start();
     // RS384 is accepted by the route, but the published key says RS256.
-    let gate = Streamgate::start(&discovery_config(
-        app.addr,
-        &idp,
-        "",
-        "    algorithms: [RS256, RS384]\n",
-    ));
-    assert!(
-        ready_within(&gate, Duration::from_secs(10)).await,
-        "{}",
-        gate.logs()
-    );
+    let (_app, idp, gate) = started("", "    algorithms: [RS256, RS384]\n").await;
     let claims = json!({"sub": "alice", "iss": idp.issuer, "aud": AUDIENCE, "exp": now() + 600});
     let pem = std::fs::read(format!("{FIXTURES}/idp-key-1.pem")).unwrap();
     let mut header = Header::new(Algorithm::RS384);
@@ -507,20 +472,11 @@ async fn a_key_published_for_one_algorithm_verifies_that_one_only() {
 /// in `preferred_username`; both reached by JSON pointer.
 #[tokio::test(flavor = "multi_thread")]
 async fn claims_nested_as_keycloak_nests_them_are_reached_by_pointer() {
-    let app = start_app().await;
-    let idp = Idp::new(&["idp-key-1"]);
-    idp.start();
-    let gate = Streamgate::start(&discovery_config(
-        app.addr,
-        &idp,
+    let (_app, idp, gate) = started(
         "",
         "    user_claim: /preferred_username\n    roles_claim: /realm_access/roles\n",
-    ));
-    assert!(
-        ready_within(&gate, Duration::from_secs(10)).await,
-        "{}",
-        gate.logs()
-    );
+    )
+    .await;
     let token = |roles: Value| {
         rs256(
             json!({

@@ -3,15 +3,11 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use axum::Router;
 use common::*;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
-use tokio_rustls::TlsAcceptor;
 
 /// An HTTPS app on loopback with a self-signed certificate for `app.internal`;
 /// it answers every request with the TLS server name the client asked for.
@@ -19,20 +15,11 @@ use tokio_rustls::TlsAcceptor;
 async fn start_tls_app() -> (std::net::SocketAddr, String) {
     let certified =
         rcgen::generate_simple_self_signed(vec!["app.internal".to_string()]).expect("certificate");
-    let pem = certified.cert.pem();
-    let cert = CertificateDer::from(certified.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-        certified.signing_key.serialize_der(),
-    ));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![cert], key)
-    .expect("server config");
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let pair = Pair {
+        cert: certified.cert.pem(),
+        key: certified.signing_key.serialize_pem(),
+    };
+    let acceptor = pair.acceptor();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -53,7 +40,7 @@ async fn start_tls_app() -> (std::net::SocketAddr, String) {
             });
         }
     });
-    (addr, pem)
+    (addr, pair.cert)
 }
 
 fn tls_config(app: std::net::SocketAddr, options: &str) -> String {

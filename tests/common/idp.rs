@@ -13,8 +13,6 @@ use std::sync::{Arc, Mutex};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -58,23 +56,13 @@ impl Idp {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca_file = dir.path().join("idp-ca.pem");
         std::fs::write(&ca_file, &ca.pem).expect("write CA");
-        let cert = CertificateDer::from_pem_slice(pair.cert.as_bytes()).expect("certificate");
-        let key = PrivateKeyDer::from_pem_slice(pair.key.as_bytes()).expect("key");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .expect("server config");
         let port = super::free_port();
         let idp = Idp {
             port,
             issuer: format!("https://127.0.0.1:{port}"),
             ca_file,
             published: Arc::default(),
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            acceptor: pair.acceptor(),
             server: Mutex::new(None),
             _dir: dir,
         };

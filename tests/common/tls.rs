@@ -46,6 +46,24 @@ fn serial_of(der: &CertificateDer<'_>) -> String {
     certificate.raw_serial_as_string()
 }
 
+impl Pair {
+    /// A TLS server's acceptor presenting this pair: how the tests' own TLS
+    /// servers (an upstream app, an identity provider) answer.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let cert = CertificateDer::from_pem_slice(self.cert.as_bytes()).expect("a PEM certificate");
+        let key = PrivateKeyDer::from_pem_slice(self.key.as_bytes()).expect("a PEM key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+}
+
 /// A certificate authority for one test.
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,

@@ -564,40 +564,21 @@ fn keys_not_fetched_yet_are_a_503_not_a_verdict_on_the_token() {
 #[test]
 fn with_the_lifetime_cap_the_identity_carries_exp_and_a_past_one_is_expired() {
     let mode = hmac_mode().cap_exp_to_credential(true);
+    let bearer = |exp: Value| {
+        let token = hs(Algorithm::HS256, &with(claims(), "exp", exp), SECRET);
+        (format!("Bearer {token}"), token)
+    };
     let exp = now() + 600;
-    let token = hs(Algorithm::HS256, &with(claims(), "exp", json!(exp)), SECRET);
-    let identity = mode
-        .identify(Some(format!("Bearer {token}").as_bytes()))
-        .unwrap();
-    assert_eq!(identity.expires_at, Some(exp));
     // A fractional NumericDate counts down to its second.
-    let token = hs(
-        Algorithm::HS256,
-        &with(claims(), "exp", json!(exp as f64 + 0.9)),
-        SECRET,
-    );
-    let identity = mode
-        .identify(Some(format!("Bearer {token}").as_bytes()))
-        .unwrap();
-    assert_eq!(identity.expires_at, Some(exp));
+    for given in [json!(exp), json!(exp as f64 + 0.9)] {
+        let identity = mode.identify(Some(bearer(given).0.as_bytes())).unwrap();
+        assert_eq!(identity.expires_at, Some(exp));
+    }
     // Past, but within the leeway: accepted without the cap, refused with it,
     // since a token capped at it would be born expired.
-    let just_expired = hs(
-        Algorithm::HS256,
-        &with(claims(), "exp", json!(now() - 5)),
-        SECRET,
-    );
-    assert_refused(
-        &mode,
-        &just_expired,
-        Reason::TokenExpired,
-        "the JWT has expired (exp is in the past); sign in again for a fresh one",
-    );
-    assert_eq!(
-        hmac_mode()
-            .identify(Some(format!("Bearer {just_expired}").as_bytes()))
-            .unwrap()
-            .expires_at,
-        None
-    );
+    let (uncapped, just_expired) = bearer(json!(now() - 5));
+    let message = "the JWT has expired (exp is in the past); sign in again for a fresh one";
+    assert_refused(&mode, &just_expired, Reason::TokenExpired, message);
+    let identity = hmac_mode().identify(Some(uncapped.as_bytes())).unwrap();
+    assert_eq!(identity.expires_at, None);
 }
