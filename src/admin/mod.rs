@@ -50,6 +50,8 @@ pub struct AdminService {
     /// Key sets fetched from identity providers: not ready until each has
     /// keys, as with the Stream API secret.
     pub key_sets: Vec<Arc<JwksKeys>>,
+    /// The configuration in effect, secrets left out ([`crate::config::Config::dump`]).
+    pub config_dump: Arc<serde_json::Value>,
 }
 
 /// How much of the app's answer to the readiness probe is read at most.
@@ -128,13 +130,14 @@ impl ServeHttp for AdminService {
         match session.req_header().uri.path() {
             "/healthz" => json_response(StatusCode::OK, json!({"status": "ok"})),
             "/readyz" => self.readiness().await,
+            "/config_dump" => json_response(StatusCode::OK, (*self.config_dump).clone()),
             "/metrics" => {
                 Answer::content(200, "text/plain; version=0.0.4", self.metrics.render())
                     .into_response()
             }
             other => Answer::error(
                 404,
-                &format!("Not found: the admin listener serves /healthz, /readyz and /metrics, not {other}"),
+                &format!("Not found: the admin listener serves /healthz, /readyz, /metrics and /config_dump, not {other}"),
             )
             .into_response(),
         }

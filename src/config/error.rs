@@ -37,13 +37,18 @@ impl From<ConfigError> for ConfigErrors {
 pub(super) struct Errors(Vec<ConfigError>);
 
 impl Errors {
+    /// Records `error` once: a block several routes inherit (the top-level
+    /// `identity` of both default token routes) is checked for each, and
+    /// the same line twice only reads as two problems.
     pub fn push(&mut self, error: ConfigError) {
-        self.0.push(error);
+        if !self.0.contains(&error) {
+            self.0.push(error);
+        }
     }
 
     /// Keeps the value of a check that passed, records the error of one that failed.
     pub fn keep<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
-        result.map_err(|e| self.0.push(e)).ok()
+        result.map_err(|e| self.push(e)).ok()
     }
 
     pub fn is_empty(&self) -> bool {

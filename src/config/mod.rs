@@ -11,6 +11,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+mod dump;
 mod env;
 mod error;
 mod model;
@@ -67,16 +68,28 @@ pub struct Config {
 
 impl Config {
     /// Reads, expands and validates the file at `path`.
+    /// Relative paths of files it names are relative to the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
-        Config::from_yaml(&text, &|name| std::env::var(name).ok())
+        let dir = path.parent().unwrap_or(Path::new(""));
+        Config::from_yaml_in(&text, &|name| std::env::var(name).ok(), dir)
     }
 
-    /// Parses configuration text; `env` looks up variables for `${VAR}` expansion.
+    /// Parses configuration text; `env` looks up variables for `${VAR}`
+    /// expansion, and relative file paths stay relative to the working directory.
     pub fn from_yaml(
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        Config::from_yaml_in(text, env, Path::new(""))
+    }
+
+    /// [`Config::from_yaml`] with relative file paths relative to `dir`.
+    pub fn from_yaml_in(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        dir: &Path,
     ) -> Result<Config, ConfigErrors> {
         let mut document: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
             .map_err(|e| ConfigError::new("", format!("invalid YAML: {e}")))?;
@@ -85,8 +98,10 @@ impl Config {
         }
         let mut errors = Errors::default();
         env::expand_env(&mut document, &mut String::new(), env, &mut errors);
-        let config = raw::RawConfig::from_document(document, &mut errors)
-            .and_then(|raw| validate::config(raw, &mut errors));
+        let config = raw::RawConfig::from_document(document, &mut errors).and_then(|mut raw| {
+            raw.rebase(dir);
+            validate::config(raw, &mut errors)
+        });
         match config {
             Some(config) if errors.is_empty() => Ok(config),
             _ => Err(ConfigErrors(errors.into_inner())),
@@ -111,9 +126,9 @@ impl Config {
         match &self.stream.api_secret {
             SecretSource::Inline(secret) if secret == DEV_SECRET => {
                 warnings.push(
-                    "stream.api_secret is the DEVELOPMENT secret from conf/streamgate.yaml: \
-                 tokens signed with it are rejected by Stream and anyone can forge them. \
-                 Set STREAM_API_SECRET or stream.api_secret_file before deploying."
+                    "stream.api_secret is the DEVELOPMENT secret the example configs in conf/ \
+                 fall back to: tokens signed with it are rejected by Stream and anyone can \
+                 forge them. Set STREAM_API_SECRET or stream.api_secret_file before deploying."
                         .to_string(),
                 );
             }

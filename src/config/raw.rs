@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::value::MapAccessDeserializer;
@@ -61,6 +61,54 @@ const SECTIONS: [&str; 13] = [
 impl RawConfig {
     /// Splits the document into sections and deserializes each; `None` when
     /// any failed (each failure is in `errors`).
+    /// Makes the relative paths of files streamgate reads (certificates,
+    /// keys, secrets, key sets, CAs) relative to `dir`, the configuration
+    /// file's directory, as nginx and Envoy read theirs: a config then means
+    /// the same files whatever directory streamgate is started from.
+    pub fn rebase(&mut self, dir: &Path) {
+        let fix = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
+        };
+        for listen in self.listen.iter_mut().flatten() {
+            if let RawListen::Listener(RawListener { tls: Some(tls), .. }) = listen {
+                fix(&mut tls.cert_file);
+                fix(&mut tls.key_file);
+                tls.client_ca_file.as_mut().map(fix);
+            }
+        }
+        if let Some(stream) = &mut self.stream {
+            stream.api_secret_file.as_mut().map(fix);
+        }
+        let identities = self.identity.iter_mut().chain(
+            self.routes
+                .iter_mut()
+                .flatten()
+                .flatten()
+                .filter_map(|route| route.identity.as_mut()),
+        );
+        for jwt in identities.filter_map(|identity| identity.jwt.as_mut()) {
+            for path in [
+                &mut jwt.hs256_secret_file,
+                &mut jwt.public_key_file,
+                &mut jwt.jwks_file,
+            ] {
+                path.as_mut().map(fix);
+            }
+            if let Some(fetch) = &mut jwt.jwks_fetch {
+                fetch.ca_file.as_mut().map(fix);
+            }
+        }
+        if let Some(server) = &mut self.server {
+            if let Some(ca_file) = &mut server.ca_file {
+                if Path::new(ca_file.as_str()).is_relative() {
+                    *ca_file = dir.join(&*ca_file).to_string_lossy().into_owned();
+                }
+            }
+        }
+    }
+
     pub fn from_document(document: Value, errors: &mut Errors) -> Option<RawConfig> {
         let Value::Mapping(mut map) = document else {
             errors.push(ConfigError::new(

@@ -95,10 +95,11 @@ fn the_defaults_match_the_example_jwt_config() {
     assert_eq!(jwt["audience"], defaults.audience.as_str());
     assert_eq!(jwt["roles_claim"], "roles");
     assert_eq!(jwt["algorithms"], serde_json::json!(["RS256"]));
+    // Relative to the config file, which sits beside the key set.
     assert!(jwt["jwks_file"]
         .as_str()
         .unwrap()
-        .contains("conf/example-jwks.json"));
+        .contains(":-example-jwks.json}"));
     assert!(Path::new(ROOT).join(&defaults.key).is_file());
 }
 

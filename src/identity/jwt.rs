@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use super::jwks::JwksKeys;
+use super::jwks::{JwksKeys, JwksLocation};
 use super::jwt_refusal::{
     algorithm_not_allowed, expired, missing_kid, no_user_claim, not_a_user_id, refusal,
     unknown_key, unusable_key,
@@ -190,6 +190,40 @@ impl JwtIdentity {
             identity.expires_at = exp;
         }
         Ok(identity)
+    }
+
+    /// The key source and checks as configured, never the key itself.
+    pub fn describe(&self) -> serde_json::Value {
+        let keys = match &self.keys {
+            JwtKeys::Static(_) => serde_json::json!(
+                "a fixed key (hs256_secret, hs256_secret_file or public_key_file)"
+            ),
+            JwtKeys::Jwks(keys) => match keys.origin() {
+                None => serde_json::json!("a key set file (jwks_file)"),
+                Some(origin) => serde_json::json!({
+                    match origin.location {
+                        JwksLocation::Issuer(_) => "issuer_url",
+                        JwksLocation::Url(_) => "jwks_url",
+                    }: origin.location.url(),
+                }),
+            },
+        };
+        let algorithms: Vec<String> = self
+            .validation
+            .algorithms
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect();
+        serde_json::json!({
+            "keys": keys,
+            "algorithms": algorithms,
+            "issuer": self.validation.iss,
+            "audience": self.validation.aud,
+            "user_claim": self.user_claim,
+            "roles_claim": self.roles_claim,
+            "leeway_seconds": self.validation.leeway,
+            "cap_exp_to_credential": self.cap_exp,
+        })
     }
 
     /// How this mode's user ids become Stream user ids.

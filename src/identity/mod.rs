@@ -44,6 +44,45 @@ pub enum IdentitySource {
 }
 
 impl IdentitySource {
+    /// The mode and its settings as configured, without key material
+    /// (`/config_dump`, and the start-up summary's one line per route).
+    pub fn describe(&self) -> serde_json::Value {
+        let (details, mapping) = match self {
+            IdentitySource::None => return serde_json::json!({ "mode": "none" }),
+            IdentitySource::Header(mode) => (
+                serde_json::json!({
+                    "user": mode.user_header.as_str(),
+                    "roles": mode.roles_header.as_ref().map(|h| h.as_str()),
+                }),
+                &mode.mapping,
+            ),
+            IdentitySource::ForwardAuth(mode) => (
+                serde_json::json!({
+                    "upstream": mode.upstream,
+                    "method": mode.method.as_str(),
+                    "path": mode.path,
+                    "user_id": match &mode.user_id {
+                        UserIdLocation::Header(name) => format!("header {name}"),
+                        UserIdLocation::JsonPointer(pointer) => format!("pointer {pointer}"),
+                    },
+                    "roles_pointer": mode.roles_pointer,
+                    "timeout": humantime::format_duration(mode.timeout).to_string(),
+                    "cache_ttl": humantime::format_duration(mode.cache_ttl).to_string(),
+                }),
+                &mode.mapping,
+            ),
+            IdentitySource::Jwt(mode) => (mode.describe(), mode.mapping()),
+        };
+        let mut described = serde_json::json!({ "mode": self.mode_name() });
+        described[self.mode_name()] = details;
+        if let (Some(object), serde_json::Value::Object(mapping)) =
+            (described.as_object_mut(), mapping.describe())
+        {
+            object.extend(mapping);
+        }
+        described
+    }
+
     pub fn mode_name(&self) -> &'static str {
         match self {
             IdentitySource::None => "none",

@@ -142,6 +142,17 @@ pub struct UserIdMapping {
 }
 
 impl UserIdMapping {
+    /// What the mapping does, as the configuration says it (`/config_dump`).
+    pub fn describe(&self) -> serde_json::Value {
+        let map = match &self.map {
+            UserIdMap::Verbatim => serde_json::Value::Null,
+            UserIdMap::ReplaceInvalid(with) => serde_json::json!({ "replace_invalid": with }),
+            UserIdMap::Sha256 => serde_json::json!({ "hash": "sha256" }),
+        };
+        let template = format!("{}{{id}}{}", self.template.prefix, self.template.suffix);
+        serde_json::json!({ "user_id_map": map, "user_id_template": template })
+    }
+
     /// Refuses a combination that could never give a valid id: a template that
     /// leaves no room for an id, or one too long for a 64-character hash.
     pub fn new(map: UserIdMap, template: UserIdTemplate) -> Result<Self, String> {

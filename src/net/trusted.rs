@@ -24,6 +24,11 @@ impl TrustedNetworks {
         TrustedNetworks(networks)
     }
 
+    /// The networks, in CIDR notation (`127.0.0.1/32`).
+    pub fn cidrs(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.0.iter().any(|net| net.contains(&ip))

@@ -47,6 +47,7 @@ mod tls;
 use crate::admin::{AdminService, Health};
 use crate::config::{Config, HttpSettings, SecretSource, ServerSettings};
 use crate::fetch::KeySetFetchers;
+use crate::identity::JwksKeys;
 use crate::proxy::Gateway;
 use crate::reload::{self, Applied, Reload, WatchedFile};
 use crate::telemetry::metrics::Metrics;
@@ -87,10 +88,8 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     // Kept alive for the life of the process: dropping it stops the watch.
     let _file_watch = reload::watch(watched_files);
 
-    let key_sets = config.key_sets.clone();
-    if let Some(fetchers) = KeySetFetchers::new(key_sets.clone(), &metrics) {
-        server.add_service(background_service("jwks fetch", fetchers));
-    }
+    let (dump, summary) = (Arc::new(config.dump()), config.summary());
+    let key_sets = key_set_fetchers(&mut server, &config, &metrics);
 
     let health = Arc::new(Health::default());
     let connector = || {
@@ -119,6 +118,7 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
             probe,
             connector: connector(),
             key_sets,
+            config_dump: dump,
         },
     );
     admin.add_tcp(&admin_socket.key());
@@ -145,6 +145,7 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
         "streamgate listening on {}; admin on {admin_listen}",
         listen.join(", ")
     );
+    log::info!("configuration in effect:\n  {}", summary.join("\n  "));
     server.run(RunArgs {
         shutdown_signal: Box::new(DrainingSignals {
             health,
@@ -153,6 +154,15 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     });
     log::info!("streamgate stopped");
     std::process::exit(0)
+}
+
+/// Fetches the identity providers' key sets in the background; the sets, for
+/// readiness.
+fn key_set_fetchers(server: &mut Server, config: &Config, metrics: &Metrics) -> Vec<Arc<JwksKeys>> {
+    if let Some(fetchers) = KeySetFetchers::new(config.key_sets.clone(), metrics) {
+        server.add_service(background_service("jwks fetch", fetchers));
+    }
+    config.key_sets.clone()
 }
 
 fn write_pid_file(path: &str) {

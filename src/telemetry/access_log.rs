@@ -47,6 +47,9 @@ pub struct AccessRecord<'a> {
     pub query: Option<&'a str>,
     pub status: u16,
     pub bytes: usize,
+    /// Milliseconds, to the microsecond: the clock's nanoseconds only add
+    /// float noise (`1.2360710000000001`) to a line people read.
+    #[serde(serialize_with = "to_microseconds")]
     pub duration_ms: f64,
     pub route: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,9 +108,30 @@ impl AccessRecord<'_> {
     }
 }
 
+fn to_microseconds<S: serde::Serializer>(ms: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64((ms * 1000.0).round() / 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duration_is_written_to_the_microsecond() {
+        let mut record = record();
+        for (ms, written) in [
+            (1.236_071_000_000_000_1, "1.236"),
+            (0.000_4, "0.0"),
+            (12.345_6, "12.346"),
+        ] {
+            record.duration_ms = ms;
+            let line = String::from_utf8(record.line(AccessLogFormat::Json).unwrap()).unwrap();
+            assert!(
+                line.contains(&format!("\"duration_ms\":{written},")),
+                "{line}"
+            );
+        }
+    }
 
     fn record() -> AccessRecord<'static> {
         AccessRecord {

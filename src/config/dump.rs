@@ -1,0 +1,175 @@
+//! The configuration as streamgate runs it, with defaults filled in and
+//! secrets left out: `GET /config_dump` on the admin listener (Envoy's idea)
+//! answers "what is it actually running with", and the start-up summary is
+//! its short form, one line per listener, upstream and route.
+//!
+//! Nothing here prints key material: the Stream API secret is `<redacted>`
+//! (or its file's path), JWT keys are named by their source, and TLS
+//! listeners show their files and certificate subject.
+
+use serde_json::{json, Value};
+
+use super::{Config, RouteAction, SecretSource};
+use crate::net::cors::AllowedOrigins;
+use crate::routing::Route;
+use crate::token::MintKind;
+
+fn duration(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// One route: what it matches and what it does.
+fn route(route: &Route<RouteAction>) -> Value {
+    let action = match &route.action {
+        RouteAction::Mint(settings) => json!({
+            "mint": match settings.kind {
+                MintKind::UserToken => "user_token",
+                MintKind::CallToken => "call_token",
+            },
+            "identity": settings.identity.describe(),
+            "cors": settings.cors.as_ref().map(|cors| json!({
+                "allowed_origins": match &cors.origins {
+                    AllowedOrigins::Any => json!("*"),
+                    AllowedOrigins::List(origins) => json!(origins),
+                },
+                "allow_credentials": cors.allow_credentials,
+            })),
+        }),
+        RouteAction::Proxy(upstream) => json!({ "upstream": upstream }),
+        RouteAction::Respond(response) => json!({ "direct_response": response.status }),
+    };
+    json!({ "match": route.describe(), "action": action })
+}
+
+impl Config {
+    /// The effective configuration as JSON (see the module doc).
+    pub fn dump(&self) -> Value {
+        json!({
+            "listen": self.listen.iter().map(|listener| json!({
+                "address": listener.address.to_string(),
+                "tls": listener.tls.as_ref().map(|tls| json!({
+                    "cert_file": tls.cert_file,
+                    "key_file": tls.key_file,
+                    "subject": tls.certificate.subject,
+                    "client_certificates_required": tls.client_verifier.is_some(),
+                })),
+            })).collect::<Vec<_>>(),
+            "admin": {
+                "listen": self.admin.listen.to_string(),
+                "readiness_probe": self.admin.readiness_probe.as_ref().map(|probe| json!({
+                    "upstream": probe.upstream,
+                    "path": probe.path,
+                    "timeout": duration(probe.timeout),
+                })),
+            },
+            "upstreams": self.upstreams.iter().map(|u| json!({
+                "name": u.name,
+                "address": u.address.to_string(),
+                "tls": u.tls,
+                "sni": u.sni,
+                "verify_cert": u.verify_cert,
+                "protocol": format!("{:?}", u.protocol).to_lowercase(),
+                "connect_timeout": duration(u.connect_timeout),
+                "read_timeout": duration(u.read_timeout),
+                "write_timeout": duration(u.write_timeout),
+                "idle_timeout": duration(u.idle_timeout),
+            })).collect::<Vec<_>>(),
+            "stream": {
+                "api_key": self.stream.api_key,
+                "api_secret": match &self.stream.api_secret {
+                    SecretSource::Inline(_) => json!("<redacted>"),
+                    SecretSource::File(path) => json!({ "file": path }),
+                },
+            },
+            "tokens": {
+                "default_validity_seconds": self.tokens.default_validity_seconds,
+                "max_validity_seconds": self.tokens.max_validity_seconds,
+                "max_body_bytes": self.tokens.max_body_bytes,
+                "anyone_roles": self.tokens.anyone_roles,
+                "allowed_call_types": self.tokens.allowed_call_types,
+            },
+            "routes": self.routes.routes().iter().map(route).collect::<Vec<_>>(),
+            "trusted_cidrs": self.trusted_cidrs.cidrs(),
+            "rate_limits": {
+                "per_identity": self.rate_limits.per_identity.map(|l| json!({
+                    "requests": l.requests, "window": duration(l.window),
+                })),
+                "per_client_ip": self.rate_limits.per_client_ip.map(|l| json!({
+                    "requests": l.requests, "window": duration(l.window),
+                })),
+            },
+            "http": {
+                "normalize_path": self.http.normalize_path,
+                "merge_slashes": self.http.merge_slashes,
+                "max_request_headers_kb": self.http.max_request_headers_bytes / 1024,
+                "request_headers_timeout": duration(self.http.request_headers_timeout),
+                "max_downstream_connections": self.http.max_downstream_connections,
+            },
+            "access_log": format!("{:?}", self.access_log.format).to_lowercase(),
+            "server": {
+                "threads": self.server.threads,
+                "drain_seconds": self.server.drain_seconds,
+                "grace_period_seconds": self.server.grace_period_seconds,
+                "pid_file": self.server.pid_file,
+            },
+        })
+    }
+
+    /// The start-up summary: what listens, where requests go, and how each
+    /// token route identifies its caller, one line each.
+    pub fn summary(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for listener in &self.listen {
+            let scheme = if listener.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            lines.push(format!("listener {scheme}://{}", listener.address));
+        }
+        lines.push(format!(
+            "admin http://{} (/healthz, /readyz, /metrics, /config_dump)",
+            self.admin.listen
+        ));
+        for upstream in &self.upstreams {
+            let tls = if upstream.tls { ", tls" } else { "" };
+            lines.push(format!(
+                "upstream {} {} ({}{tls})",
+                upstream.name,
+                upstream.address,
+                format!("{:?}", upstream.protocol).to_lowercase()
+            ));
+        }
+        lines.push(format!(
+            "stream api_key {}, api_secret {}",
+            self.stream.api_key,
+            match &self.stream.api_secret {
+                SecretSource::Inline(_) => "inline (redacted)".to_string(),
+                SecretSource::File(path) => format!("from {}", path.display()),
+            }
+        ));
+        for route in self.routes.routes() {
+            let action = match &route.action {
+                RouteAction::Mint(settings) => {
+                    let identity = settings.identity.describe();
+                    let mode = identity["mode"].as_str().unwrap_or_default().to_string();
+                    let keys = identity["jwt"]["keys"].clone();
+                    let keys = match keys {
+                        Value::Null => String::new(),
+                        Value::String(text) => format!(", keys from {text}"),
+                        other => format!(", keys from {other}"),
+                    };
+                    let kind = match settings.kind {
+                        MintKind::UserToken => "user tokens",
+                        MintKind::CallToken => "call tokens",
+                    };
+                    format!("mints {kind}, identity {mode}{keys}")
+                }
+                RouteAction::Proxy(upstream) => format!("proxied to {upstream}"),
+                RouteAction::Respond(response) => format!("answered {}", response.status),
+            };
+            lines.push(format!("route {} → {action}", route.describe()));
+        }
+        lines
+    }
+}
