@@ -64,3 +64,8 @@ reload:
 	  nohup $(BIN) -u -c $(CONFIG) >>streamgate.log 2>&1 & \
 	  for i in $$(seq 100); do [ -S $(UPGRADE_SOCK) ] && break; sleep 0.1; done; \
 	  kill -QUIT $$old && echo "streamgate $$old hands over to the new process (logs: streamgate.log)"
+
+## demo: build, start a demo app and streamgate in front of it on loopback, print commands to try every identity mode (demo/run.sh; DEMO_CHECK=1 runs and asserts them, then exits)
+.PHONY: demo
+demo: deps
+	bash demo/run.sh $(if $(DEMO_CHECK),--check)
