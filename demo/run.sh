@@ -96,8 +96,10 @@ step() {
   local status=$1 text=$2 command=$3 comment=$4
   printf '%s   %s\n' "$command" "$comment"
   $check || return 0
+  # Not in $( ): a subshell would lose the TOKEN=… a step sets.
+  eval "$command" >"$DEMO_DIR/out" 2>&1 || true
   local out
-  out=$(eval "$command" 2>&1) || true
+  out=$(<"$DEMO_DIR/out")
   if { [ "$status" = - ] || [[ $out =~ ^HTTP/[0-9.]+\ $status ]]; } && [[ $out == *"$text"* ]]; then
     passed=$((passed + 1))
     echo "  ok"
@@ -122,7 +124,7 @@ if $check; then
 fi
 # -i everywhere: the status is the point.
 section "forward_auth: the app's session cookie decides (POST /api/tokens/user)"
-step 401 'not signed in' "curl -si -X POST $gate/api/tokens/user $json -d '{}'" \
+step 401 'Unauthorized' "curl -si -X POST $gate/api/tokens/user $json -d '{}'" \
   "# no cookie: 401"
 step 303 'demo_session=' "curl -si -c $jar -d username=alice $gate/login" \
   "# sign in at the app, through streamgate"
@@ -130,13 +132,13 @@ step 200 '"id":"alice"' "curl -si -b $jar $gate/api/me" \
   "# the app's who-am-I, which streamgate asks"
 step 200 '"userId":"alice"' "curl -si -b $jar -X POST $gate/api/tokens/user $json -d '{}'" \
   "# a token for alice"
-step 403 'Forbidden' "curl -si -b $jar -X POST $gate/api/tokens/user $json -d '{\"userId\":\"bob\"}'" \
+step 403 'userId does not match the authenticated user' "curl -si -b $jar -X POST $gate/api/tokens/user $json -d '{\"userId\":\"bob\"}'" \
   "# alice asks for bob: 403"
 
 section "header: an auth proxy in front says who the user is (trusted peer: loopback)"
 step 200 '"userId":"alice"' "curl -si -X POST $gate/demo/header/token -H 'X-Forwarded-User: alice' $json -d '{}'" \
   "# a token for alice"
-step 403 'Forbidden' "curl -si -X POST $gate/demo/header/token -H 'X-Forwarded-User: alice' $json -d '{\"userId\":\"bob\"}'" \
+step 403 'userId does not match the authenticated user' "curl -si -X POST $gate/demo/header/token -H 'X-Forwarded-User: alice' $json -d '{\"userId\":\"bob\"}'" \
   "# alice asks for bob: 403"
 
 section "jwt: a token from the identity provider (the development key of conf/dev-idp/)"
@@ -144,7 +146,7 @@ step - '' "TOKEN=\$($bin dev-jwt --sub alice)" \
   "# an IdP token for alice"
 step 200 '"userId":"alice"' "curl -si -X POST $gate/demo/jwt/token -H \"Authorization: Bearer \$TOKEN\" $json -d '{}'" \
   "# a token for alice"
-step 403 'Forbidden' "curl -si -X POST $gate/demo/jwt/token -H \"Authorization: Bearer \$TOKEN\" $json -d '{\"userId\":\"bob\"}'" \
+step 403 'userId does not match the authenticated user' "curl -si -X POST $gate/demo/jwt/token -H \"Authorization: Bearer \$TOKEN\" $json -d '{\"userId\":\"bob\"}'" \
   "# alice asks for bob: 403"
 step - '' "FORGED=\$($bin dev-jwt --sub bob --key tests/fixtures/idp-key-1.pem)" \
   "# signed with a key streamgate does not trust"
