@@ -26,8 +26,6 @@ export ADMIN_LISTEN=${ADMIN_LISTEN:-127.0.0.1:9901}
 export APP_ADDRESS=${APP_ADDRESS:-127.0.0.1:8080}
 # Absolute, so that the key set is found whatever a relative path resolves against.
 export JWKS_FILE=$PWD/conf/example-jwks.json
-DEMO_DIR=$(mktemp -d /tmp/streamgate-demo.XXXXXX)
-export DEMO_DIR
 
 target=${CARGO_TARGET_DIR:-target}
 # streamgate as `make run` builds it (release, shared with it); the app in the
@@ -43,6 +41,8 @@ fi
 
 app_pid=
 gate_pid=
+DEMO_DIR=$(mktemp -d /tmp/streamgate-demo.XXXXXX)
+export DEMO_DIR
 # Only the two processes started here, by pid: SIGINT, then SIGKILL after 5 s.
 stop() {
   for pid in $gate_pid $app_pid; do
@@ -51,7 +51,7 @@ stop() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
-  if $check; then rm -rf "$DEMO_DIR"; fi
+  rm -rf "$DEMO_DIR"
 }
 trap stop EXIT
 trap 'exit 130' INT TERM
@@ -112,7 +112,7 @@ step() {
 $check || cat <<EOF
 
 streamgate is listening on $gate (admin $admin), in front of the demo app on
-http://$APP_ADDRESS. pids: streamgate $gate_pid, app $app_pid; logs in $DEMO_DIR/.
+http://$APP_ADDRESS. pids: streamgate $gate_pid, app $app_pid; logs in $DEMO_DIR/ (removed at exit).
 Open $gate/ in a browser: sign in, then "Get a Stream token" (forward_auth).
 Paste these in another terminal, from $PWD:
 EOF
