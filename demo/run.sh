@@ -9,8 +9,8 @@
 #                          headless Chromium, asserts each answer, and exits
 #
 # Addresses: LISTEN (127.0.0.1:3000), ADMIN_LISTEN (127.0.0.1:9901),
-# APP_ADDRESS (127.0.0.1:8080). STREAMGATE_BIN / DEMO_APP_BIN: binaries to use
-# instead of building them (the test passes the ones `cargo test` built).
+# APP_ADDRESS (127.0.0.1:8080). STREAMGATE_BIN: a streamgate to use instead of
+# building the release one (tests/demo.rs passes the one `cargo test` built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,10 +34,8 @@ if [ -z "${STREAMGATE_BIN:-}" ]; then
   cargo build --release
   STREAMGATE_BIN=$target/release/streamgate
 fi
-if [ -z "${DEMO_APP_BIN:-}" ]; then
-  cargo build --example demo-app
-  DEMO_APP_BIN=$target/debug/examples/demo-app
-fi
+cargo build --example demo-app
+demo_app=$target/debug/examples/demo-app
 
 app_pid=
 gate_pid=
@@ -56,7 +54,7 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-"$DEMO_APP_BIN" "$APP_ADDRESS" >"$DEMO_DIR/app.log" 2>&1 &
+"$demo_app" "$APP_ADDRESS" >"$DEMO_DIR/app.log" 2>&1 &
 app_pid=$!
 "$STREAMGATE_BIN" -c demo/streamgate.yaml >"$DEMO_DIR/streamgate.log" 2>&1 &
 gate_pid=$!
