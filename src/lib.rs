@@ -17,7 +17,8 @@
 //! keys over HTTPS), [`tls`] (listener certificates and
 //! client CAs), [`telemetry`] (process log, access log, metrics), and
 //! [`dev_jwt`] (the development identity provider of `streamgate dev-jwt`,
-//! whose key the configuration warns about). The Pingora glue is [`proxy`]
+//! whose key the configuration warns about), [`cli`] (`streamgate token
+//! decode|verify`) and [`version`] (commit and build date). The Pingora glue is [`proxy`]
 //! (the one `ProxyHttp`), [`upstream`] (peers and sub-requests), [`respond`] (every answer
 //! streamgate writes itself), [`admin`] (probes and metrics listener) and
 //! [`server`] (process lifecycle). Dependencies point one way: the pure
@@ -26,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod dev_jwt;
 pub mod fetch;
@@ -41,3 +43,4 @@ pub mod telemetry;
 pub mod tls;
 pub mod token;
 pub mod upstream;
+pub mod version;

@@ -1,5 +1,6 @@
 //! The `streamgate` command: parse arguments, load the configuration, run;
-//! or, as `streamgate dev-jwt`, print a test JWT for trying `jwt` mode.
+//! or, as `streamgate dev-jwt`, print a test JWT for trying `jwt` mode; or,
+//! as `streamgate token decode|verify`, look inside a token.
 
 #![forbid(unsafe_code)]
 
@@ -13,7 +14,11 @@ use streamgate::config::Config;
 // Without a subcommand it is the server, as it always was; the server's
 // options with a subcommand are refused rather than silently ignored.
 #[derive(Parser)]
-#[command(version, args_conflicts_with_subcommands = true)]
+#[command(
+    version = streamgate::version::LONG,
+    after_help = ENVIRONMENT,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -43,15 +48,35 @@ enum Command {
     /// can be tried without an identity provider. Its private half is public:
     /// never trust it in a deployment.
     DevJwt(streamgate::dev_jwt::Args),
+    /// Look inside a token: `decode` any JWT (nothing verified), `verify` a
+    /// Stream token with the API secret
+    Token(streamgate::cli::token::Args),
 }
+
+/// The environment `--help` describes: what the shipped configurations in
+/// conf/ read through `${NAME:-default}` (a test keeps the list complete),
+/// and the log filter.
+const ENVIRONMENT: &str = "\
+Environment (read by the shipped configurations in conf/ as ${NAME:-default}):
+  STREAM_API_KEY, STREAM_API_SECRET   Stream credentials (the defaults are for development only)
+  APP_ADDRESS                         the app streamgate proxies to (127.0.0.1:8080)
+  LISTEN, ADMIN_LISTEN                proxy and admin listeners (127.0.0.1:3000, 127.0.0.1:9901)
+  JWKS_FILE                           identity-jwt.yaml: the identity provider's key set
+  GRPC_ADDRESS, TLS_LISTEN,           tls-grpc.yaml: gRPC app, TLS listener and its
+  TLS_CERT_FILE, TLS_KEY_FILE           certificate and key
+  RUST_LOG                            process log filter (info by default; debug, warn, ...)
+A configuration can read any variable the same way. Documentation: README.md at the
+root of the source tree (quick start, configuration reference, operations).";
 
 /// Exit status for a configuration that cannot be used, as nginx -t does.
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::DevJwt(args)) = &cli.command {
-        return streamgate::dev_jwt::run(args);
+    match &cli.command {
+        Some(Command::DevJwt(args)) => return streamgate::dev_jwt::run(args),
+        Some(Command::Token(args)) => return streamgate::cli::token::run(args),
+        None => {}
     }
     streamgate::telemetry::process_log::init();
 

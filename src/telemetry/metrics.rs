@@ -7,6 +7,7 @@
 //! hot path.
 
 use crate::net::Protocol;
+use crate::version;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -238,13 +239,13 @@ impl Metrics {
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "streamgate_build_info",
-                "Build information; the value is always 1.",
+                "Build information (version, git commit, build date); the value is always 1.",
             ),
-            &["version"],
+            &["version", "commit", "build_date"],
         )
         .expect("valid metric definition");
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[version::VERSION, version::COMMIT, version::BUILD_DATE])
             .set(1);
         metrics
             .registry
@@ -377,7 +378,14 @@ mod tests {
             text.contains("streamgate_tokens_issued_total{route=\"POST /api/tokens/user\"} 1"),
             "{text}"
         );
-        assert!(text.contains("streamgate_build_info{version="), "{text}");
+        // Prometheus writes labels in name order.
+        let build_info = format!(
+            "streamgate_build_info{{build_date=\"{}\",commit=\"{}\",version=\"{}\"}} 1",
+            version::BUILD_DATE,
+            version::COMMIT,
+            version::VERSION
+        );
+        assert!(text.contains(&build_info), "{text}");
         assert!(text.contains("streamgate_secret_loaded 1"), "{text}");
     }
 
