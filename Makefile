@@ -1,5 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-# Both work on a fresh Debian machine with only Rust installed.
+# Both work on a fresh Debian machine with only Rust installed (rustup or not:
+# `run` needs cargo alone; `test` also needs rustfmt and clippy, added with
+# rustup when it is there).
 
 CONFIG ?= conf/streamgate.yaml
 # Where cargo puts the binary: CARGO_TARGET_DIR when set, as cargo itself does.
@@ -14,7 +16,7 @@ run: deps
 	$(BIN) -c $(CONFIG)
 
 ## test: install what is missing, then fmt check, clippy -D warnings, every test
-test: deps
+test: deps lint-deps
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test
@@ -25,8 +27,16 @@ test: deps
 deps:
 	@command -v cmake >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
 	@command -v curl >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq curl; }
-	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
-	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+
+# `make test`'s linters. Nothing to do when `cargo fmt` / `cargo clippy` already
+# run (whoever installed them); else rustup adds them; a toolchain without rustup
+# (Debian's cargo, a distribution image) is told what is missing and how to get it.
+.PHONY: lint-deps
+lint-deps:
+	@cargo fmt --version >/dev/null 2>&1 || { command -v rustup >/dev/null && rustup component add rustfmt; } || \
+	  { echo "make test needs rustfmt (cargo fmt), and this toolchain has no rustup to add it: install it with the toolchain's packages (Debian: apt-get install rustfmt)"; exit 1; }
+	@cargo clippy --version >/dev/null 2>&1 || { command -v rustup >/dev/null && rustup component add clippy; } || \
+	  { echo "make test needs clippy (cargo clippy), and this toolchain has no rustup to add it: install it with the toolchain's packages (Debian: apt-get install rust-clippy)"; exit 1; }
 
 ## bench: install wrk/nginx/npm packages, build release, benchmark on loopback (bench/run.sh)
 bench: deps
@@ -54,13 +64,18 @@ deploy-check: deps
 
 ## reload: hand the running streamgate's sockets to a new one on $(CONFIG), no request lost
 # The new process takes over over server.upgrade_sock; the old one (pid from
-# server.pid_file) is told to hand over with SIGQUIT once the new one waits.
+# server.pid_file) is told to hand over with SIGQUIT once the new one waits,
+# and only if that pid is a running streamgate: a pid file left by a process
+# that died may name an unrelated process by now.
 PID_FILE ?= /tmp/streamgate.pid
 UPGRADE_SOCK ?= /tmp/streamgate_upgrade.sock
 reload:
 	$(BIN) -t -c $(CONFIG)
 	@test -s $(PID_FILE) || { echo "no running streamgate ($(PID_FILE) is missing)"; exit 1; }
-	@old=$$(cat $(PID_FILE)); rm -f $(UPGRADE_SOCK); \
+	@old=$$(cat $(PID_FILE)); \
+	  [ "$$(cat /proc/$$old/comm 2>/dev/null)" = streamgate ] || \
+	  { echo "pid $$old in $(PID_FILE) is not a running streamgate (a stale pid file?): nothing signalled"; exit 1; }; \
+	  rm -f $(UPGRADE_SOCK); \
 	  nohup $(BIN) -u -c $(CONFIG) >>streamgate.log 2>&1 & \
 	  for i in $$(seq 100); do [ -S $(UPGRADE_SOCK) ] && break; sleep 0.1; done; \
 	  kill -QUIT $$old && echo "streamgate $$old hands over to the new process (logs: streamgate.log)"

@@ -152,6 +152,7 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
             drain: Duration::from_secs(settings.drain_seconds),
         }),
     });
+    remove_own_pid_file(&settings.pid_file);
     log::info!("streamgate stopped");
     std::process::exit(0)
 }
@@ -165,9 +166,24 @@ fn key_set_fetchers(server: &mut Server, config: &Config, metrics: &Metrics) -> 
     config.key_sets.clone()
 }
 
+/// Written once every listener is bound, so that a process that fails to
+/// start leaves the running one's pid file alone.
 fn write_pid_file(path: &str) {
     if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
         log::warn!("cannot write pid file {path}: {e}");
+    }
+}
+
+/// Removes the pid file at a normal exit, only while it still names this
+/// process: after a `-u` upgrade the new process has written its own pid
+/// there, and the old one, exiting after the hand-over, must leave it.
+fn remove_own_pid_file(path: &str) {
+    let ours = std::fs::read_to_string(path)
+        .is_ok_and(|content| content.trim() == std::process::id().to_string());
+    if ours {
+        if let Err(e) = std::fs::remove_file(path) {
+            log::warn!("cannot remove pid file {path}: {e}");
+        }
     }
 }
 
