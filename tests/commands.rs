@@ -385,3 +385,51 @@ fn make_reload_refuses_a_pid_that_is_not_streamgate() {
     );
     assert!(still_running, "make reload signalled an unrelated process");
 }
+
+/// `make test` on a toolchain without rustup and without rustfmt says what
+/// is missing instead of failing on `rustup: not found`; `make run`'s
+/// prerequisites do not ask for either.
+#[test]
+fn make_says_what_is_missing_on_a_toolchain_without_rustup() {
+    if Command::new("make").arg("--version").output().is_err() {
+        eprintln!("make is not installed: skipped");
+        return;
+    }
+    // A cargo that has no fmt or clippy subcommand, and no rustup on PATH.
+    let bin = tempfile::tempdir().unwrap();
+    let cargo = bin.path().join("cargo");
+    std::fs::write(
+        &cargo,
+        "#!/bin/sh\necho \"error: no such command: $1\" >&2\nexit 101\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let make = |target: &str| {
+        Command::new("make")
+            .args(["-s", "-C", env!("CARGO_MANIFEST_DIR"), target])
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let lint = make("lint-deps");
+    assert_ne!(lint.status.code(), Some(0));
+    let said = format!("{}{}", out(&lint), err(&lint));
+    assert!(said.contains("make test needs rustfmt"), "{said}");
+    assert!(!said.contains("rustup: not found"), "{said}");
+    // `run`'s prerequisites are cmake and curl only (both present here).
+    let deps = make("deps");
+    assert_exit(&deps, 0);
+    let run_plan = Command::new("make")
+        .args(["-n", "-C", env!("CARGO_MANIFEST_DIR"), "run"])
+        .output()
+        .unwrap();
+    assert_exit(&run_plan, 0);
+    for word in ["rustup", "fmt", "clippy"] {
+        assert!(
+            !out(&run_plan).contains(word),
+            "make run would need {word}:\n{}",
+            out(&run_plan)
+        );
+    }
+}
