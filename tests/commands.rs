@@ -117,9 +117,9 @@ async fn verify_checks_a_minted_token_with_the_api_secret() {
     // The file wins over the environment.
     let wrong_env = [("STREAM_API_SECRET", "another-secret")];
     let output = streamgate(
-        &["token", "verify", "--secret-file", file, &token],
+        &["token", "verify", "--secret-file", file, "-"],
         &wrong_env,
-        "",
+        &token,
     );
     assert_exit(&output, 0);
 
