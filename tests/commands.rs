@@ -195,6 +195,20 @@ fn verify_takes_no_secret_from_an_argument() {
         "{}",
         err(&output)
     );
+    let missing = [
+        "token",
+        "verify",
+        "--secret-file",
+        "/nonexistent/secret",
+        &token,
+    ];
+    let output = streamgate(&missing, &[], "");
+    assert_exit(&output, 2);
+    assert!(
+        err(&output).contains("cannot read /nonexistent/secret"),
+        "{}",
+        err(&output)
+    );
 }
 
 #[test]
