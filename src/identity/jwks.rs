@@ -146,6 +146,19 @@ pub enum Refetch {
     NotRemote,
 }
 
+impl Refetch {
+    /// The `result` label of `streamgate_jwks_unknown_kid_refetches_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refetch::Fetched => "fetched",
+            Refetch::Failed => "failed",
+            Refetch::Capped => "capped",
+            Refetch::TimedOut => "timed_out",
+            Refetch::NotRemote => "not_remote",
+        }
+    }
+}
+
 /// How a remote key set is fetched: the `jwt` block's `issuer_url` or
 /// `jwks_url` and its `jwks_fetch` settings, checked at load.
 #[derive(Debug, Clone, PartialEq, Eq)]

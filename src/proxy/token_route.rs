@@ -267,23 +267,16 @@ impl Gateway {
         authorization: Option<&[u8]>,
         unknown: IdentityError,
     ) -> Result<Identity, IdentityError> {
-        let Some(keys) = mode.remote_keys() else {
-            return Err(unknown);
-        };
-        let Some(origin) = keys.origin() else {
+        let Some((keys, origin)) = mode
+            .remote_keys()
+            .and_then(|keys| Some((keys, keys.origin()?)))
+        else {
             return Err(unknown);
         };
         let outcome = keys.refetch_for_unknown_kid(origin.timeout).await;
-        let result = match outcome {
-            Refetch::Fetched => "fetched",
-            Refetch::Failed => "failed",
-            Refetch::Capped => "capped",
-            Refetch::TimedOut => "timed_out",
-            Refetch::NotRemote => return Err(unknown),
-        };
         self.metrics
             .jwks_unknown_kid_refetches
-            .with_label_values(&[origin.location.url(), result])
+            .with_label_values(&[origin.location.url(), outcome.as_str()])
             .inc();
         match outcome {
             Refetch::Fetched => mode.identify(authorization),
