@@ -4,6 +4,7 @@
 # rustup when it is there).
 
 CONFIG ?= conf/streamgate.yaml
+CARGO ?= cargo
 # Where cargo puts the binary: CARGO_TARGET_DIR when set, as cargo itself does.
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/streamgate
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -12,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 ## run: build the release binary and start streamgate on $(CONFIG)
 run: deps
-	cargo build --release
+	$(CARGO) build --release
 	$(BIN) -c $(CONFIG)
 
 ## test: install what is missing, then fmt check, clippy -D warnings, every test
@@ -69,6 +70,8 @@ deploy-check: deps
 # that died may name an unrelated process by now.
 PID_FILE ?= /tmp/streamgate.pid
 UPGRADE_SOCK ?= /tmp/streamgate_upgrade.sock
+# Where the new process's output goes (it outlives make).
+RELOAD_LOG ?= streamgate.log
 reload:
 	$(BIN) -t -c $(CONFIG)
 	@test -s $(PID_FILE) || { echo "no running streamgate ($(PID_FILE) is missing)"; exit 1; }
@@ -76,9 +79,9 @@ reload:
 	  [ "$$(cat /proc/$$old/comm 2>/dev/null)" = streamgate ] || \
 	  { echo "pid $$old in $(PID_FILE) is not a running streamgate (a stale pid file?): nothing signalled"; exit 1; }; \
 	  rm -f $(UPGRADE_SOCK); \
-	  nohup $(BIN) -u -c $(CONFIG) >>streamgate.log 2>&1 & \
+	  nohup $(BIN) -u -c $(CONFIG) >>$(RELOAD_LOG) 2>&1 & \
 	  for i in $$(seq 100); do [ -S $(UPGRADE_SOCK) ] && break; sleep 0.1; done; \
-	  kill -QUIT $$old && echo "streamgate $$old hands over to the new process (logs: streamgate.log)"
+	  kill -QUIT $$old && echo "streamgate $$old hands over to the new process (logs: $(RELOAD_LOG))"
 
 ## demo: build, start a demo app and streamgate in front of it on loopback, print commands to try every identity mode (demo/run.sh; DEMO_CHECK=1 runs and asserts them, then exits)
 .PHONY: demo

@@ -64,6 +64,9 @@ Environment (read by the shipped configurations in conf/ as ${NAME:-default}):
   JWKS_FILE                           identity-jwt.yaml: the identity provider's key set
   GRPC_ADDRESS, TLS_LISTEN,           tls-grpc.yaml: gRPC app, TLS listener and its
   TLS_CERT_FILE, TLS_KEY_FILE           certificate and key
+  PID_FILE, UPGRADE_SOCK              streamgate.yaml: server.pid_file, server.upgrade_sock
+                                        (/tmp/streamgate.pid, /tmp/streamgate_upgrade.sock;
+                                        `make reload` reads the same two variables)
   RUST_LOG                            process log filter (info by default; debug, warn, ...)
 A configuration can read any variable the same way. Documentation: README.md at the
 root of the source tree (quick start, configuration reference, operations).";

@@ -425,60 +425,6 @@ fn printed_token(output: &Output) -> String {
     token.to_string()
 }
 
-/// The "Try it" recipe of README's `jwt` section, as written: streamgate on
-/// conf/identity-jwt.yaml as `make run CONFIG=…` starts it (moved to free
-/// loopback ports), `TOKEN=$(streamgate dev-jwt --sub alice)`, then the curl
-/// with that token. The Stream token is for alice, and the start warned that
-/// the development key is trusted.
-#[test]
-fn the_jwt_example_accepts_a_dev_jwt_token_as_the_readme_shows() {
-    let (port, admin) = (common::free_port(), common::free_port());
-    let example = Example::start(
-        "conf/identity-jwt.yaml",
-        &[
-            ("LISTEN", Some(format!("127.0.0.1:{port}"))),
-            ("ADMIN_LISTEN", Some(format!("127.0.0.1:{admin}"))),
-            ("STREAM_API_KEY", None),
-            ("STREAM_API_SECRET", None),
-            ("APP_ADDRESS", None),
-            ("JWKS_FILE", None),
-        ],
-    );
-    let token = printed_token(&dev_jwt(&["--sub", "alice"]));
-    let answer = example.listens_on(port).then(|| {
-        common::curl(&[
-            "-X",
-            "POST",
-            &format!("http://localhost:{port}/api/tokens/user"),
-            "-H",
-            &format!("Authorization: Bearer {token}"),
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            "{}",
-        ])
-    });
-    let stderr = example.stop();
-    let answer = answer.unwrap_or_else(|| panic!("streamgate did not listen:\n{stderr}"));
-    assert_eq!(
-        answer.status(),
-        Some(200),
-        "{}\n{}",
-        answer.head,
-        answer.body
-    );
-    let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
-    let minted = common::token_in(&body);
-    let claims = common::claims(minted, streamgate::config::DEV_SECRET);
-    assert_eq!(claims["user_id"], "alice", "{claims}");
-    assert!(
-        stderr.contains(
-            "route POST /api/tokens/user accepts JWTs signed with the DEVELOPMENT key of conf/dev-idp/"
-        ),
-        "{stderr}"
-    );
-}
-
 /// A `jwt` key source holding the development key is announced by `-t` (a
 /// start prints the same warnings), whatever the file is called; another key
 /// is not.
