@@ -261,6 +261,15 @@ fn block_with(readme: &str, needle: &str) -> String {
     found.into_iter().next().unwrap_or_default()
 }
 
+/// The first example request: a token for john_doe.
+fn first_example(readme: &str) -> String {
+    let block = sh_blocks(readme)
+        .into_iter()
+        .find(|b| b.contains(r#"-d '{"userId": "john_doe"}'"#))
+        .expect("the first example");
+    commands_of(&block).remove(0)
+}
+
 /// The commands run in this file, by the text README shows.
 fn run_here(readme: &str) -> Vec<String> {
     let mut here: Vec<String> = [
@@ -541,11 +550,8 @@ fn make_run_the_examples_and_make_reload_work_as_written() {
         serde_json::json!(["default:meeting-123"])
     );
 
-    let first = sh_blocks(&readme)
-        .into_iter()
-        .find(|b| b.contains(r#"-d '{"userId": "john_doe"}'"#))
-        .expect("the first example");
-    let answer = json(&run(&on_port(&commands_of(&first)[0], port), env));
+    let first = first_example(&readme);
+    let answer = json(&run(&on_port(&first, port), env));
     let claims = common::claims(common::token_in(&answer), streamgate::config::DEV_SECRET);
     assert_eq!(claims["user_id"], "john_doe", "{claims}");
 
@@ -560,8 +566,16 @@ fn make_run_the_examples_and_make_reload_work_as_written() {
         "{answer}"
     );
 
+    make_reload_hands_over(&readme, &addresses, gate);
+}
+
+/// README's `make reload` line while `gate` (README's `make run`) serves:
+/// the new process writes its pid and serves the same port, the old one
+/// hands over and exits by itself.
+fn make_reload_hands_over(readme: &str, addresses: &Addresses, mut gate: Background) {
+    let (port, env) = (addresses.port, &addresses.env);
     let old_pid = std::fs::read_to_string(&addresses.pid_file).expect("pid file written");
-    let reload = block_with(&readme, "make reload CONFIG=conf/streamgate.yaml");
+    let reload = block_with(readme, "make reload CONFIG=conf/streamgate.yaml");
     let reloaded = run(&commands_of(&reload)[0], env);
     assert_eq!(
         reloaded.status.code(),
@@ -577,7 +591,6 @@ fn make_run_the_examples_and_make_reload_work_as_written() {
     })
     .expect("the new process writes its pid");
     // The old process hands over and exits by itself, and `make run` with it.
-    let mut gate = gate;
     let ended = common::poll(Duration::from_secs(30), || {
         gate.child.try_wait().ok().flatten()
     });
@@ -586,7 +599,7 @@ fn make_run_the_examples_and_make_reload_work_as_written() {
         "the old process still runs:\n{}",
         gate.log()
     );
-    let answer = json(&run(&on_port(&commands_of(&first)[0], port), env));
+    let answer = json(&run(&on_port(&first_example(readme), port), env));
     assert_eq!(answer["success"], true, "after the reload: {answer}");
     let status = Command::new("kill")
         .args(["-TERM", new_pid.trim()])
@@ -638,14 +651,8 @@ fn make_run_with_real_credentials_uses_them() {
     let gate = Background::start(&line, &addresses.env);
     let port = addresses.port;
     assert!(gate.listens_on(port), "{}", gate.log());
-    let first = sh_blocks(&readme)
-        .into_iter()
-        .find(|b| b.contains(r#"-d '{"userId": "john_doe"}'"#))
-        .expect("the first example");
-    let answer = json(&run(
-        &on_port(&commands_of(&first)[0], port),
-        &addresses.env,
-    ));
+    let first = first_example(&readme);
+    let answer = json(&run(&on_port(&first, port), &addresses.env));
     assert_eq!(answer["data"]["apiKey"], "readme-key", "{answer}");
     let claims = common::claims(common::token_in(&answer), secret);
     assert_eq!(claims["user_id"], "john_doe");
@@ -718,14 +725,8 @@ fn the_token_commands_print_what_the_readme_shows() {
     let addresses = addresses();
     let gate = Background::start("make run", &addresses.env);
     assert!(gate.listens_on(addresses.port), "{}", gate.log());
-    let first = sh_blocks(&readme)
-        .into_iter()
-        .find(|b| b.contains(r#"-d '{"userId": "john_doe"}'"#))
-        .expect("the first example");
-    let minted = json(&run(
-        &on_port(&commands_of(&first)[0], addresses.port),
-        &addresses.env,
-    ));
+    let first = first_example(&readme);
+    let minted = json(&run(&on_port(&first, addresses.port), &addresses.env));
     drop(gate.stop());
     let token = common::token_in(&minted).to_owned();
 
