@@ -116,6 +116,8 @@ echo "== pod-shaped e2e: deploy/kubernetes/examples/native-sidecar"
     tee "$out/e2e" || status=1
 count "$out/e2e"
 
+"$PY" deploy/checks/observability.py --streamgate "$STREAMGATE" 2>&1 | tee "$out/observability" || status=1; count "$out/observability" # dashboard and alerts: promtool, metric names (deploy/observability)
+
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi # a step died before counting
 echo "deploy-check: $passed passed, $failed failed"
 exit "$status"

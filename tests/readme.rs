@@ -137,6 +137,11 @@ const NOT_RUN: &[(&str, &str)] = &[
         "make bench-profile",
         "a profile under valgrind: run by hand, reported in bench/results/profile-latest.md",
     ),
+    (
+        "kubectl apply -n monitoring -f deploy/observability/prometheusrule.yaml",
+        "needs a cluster with prometheus-operator, which this machine has not; make \
+         deploy-check runs promtool's rule check and unit tests on the PrometheusRule's spec",
+    ),
 ];
 
 fn readme() -> String {

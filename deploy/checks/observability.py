@@ -559,9 +559,9 @@ def check_dashboard(res: Results, promtool: Optional[str], metrics: dict[str, Me
     f.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, sort_keys=False))
     if promtool:
         ok, out = promtool_run(promtool, "check", "rules", str(f))
-        if not ok:
-            for i, (where, e) in enumerate(queries.items()):
-                out = out.replace(f"dashboard:query_{i}", f"{where}: {e}")
+        if not ok:  # name the panel and query of each parse error
+            wheres = list(queries.items())
+            out = re.sub(r"dashboard:query_(\d+)\b", lambda m: "{}: {}".format(*wheres[int(m.group(1))]), out)
         res.check(ok, f"{len(queries)} queries are valid PromQL (promtool check rules, variables substituted)", out)
     used = set()
     for where, expr in queries.items():
