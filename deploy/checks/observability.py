@@ -36,6 +36,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -212,7 +213,7 @@ def scrape_live(res: Results, streamgate: Path, metrics: dict[str, Metric], time
         try:
             text = exercise_and_scrape(ports, timeout)
         finally:
-            proc.terminate()
+            proc.send_signal(signal.SIGINT)  # stops at once (SIGTERM would drain for seconds)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -581,7 +582,7 @@ def check_dashboard(res: Results, promtool: Optional[str], metrics: dict[str, Me
                             f"not among the labels the query returns")
         res.check(not problems, f"{where}: {short(expr)}", "; ".join(problems))
     res.check(used == set(metrics), f"all {len(metrics)} exported metrics are on the dashboard",
-              f"without a panel: {sorted(set(metrics) - used)}")
+              f"without a panel (add one to {DASHBOARD.relative_to(ROOT)}): {sorted(set(metrics) - used)}")
 
 
 def short(expr: str, width: int = 90) -> str:
