@@ -121,6 +121,11 @@ def find_promtool(cache: Path) -> tuple[Optional[str], str]:
         return str(cache), f"extracted from Debian's {debs[0].name} into {cache.relative_to(ROOT)}"
 
 
+def verdict(ok: bool, out: str) -> str:
+    """promtool's closing line when it passed (`SUCCESS: 12 rules found`)."""
+    return (out.splitlines()[-1].strip() if out else "") if ok else "FAILED, promtool says"
+
+
 def promtool_run(promtool: str, *args: str, cwd: Optional[Path] = None) -> tuple[bool, str]:
     p = subprocess.run([promtool, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
     return p.returncode == 0, (p.stdout + p.stderr).strip()
@@ -222,7 +227,7 @@ def check_rules(res: Results, promtool: Optional[str], metrics: dict[str, Metric
     rules_file.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
     if promtool:
         ok, out = promtool_run(promtool, "check", "rules", str(rules_file))
-        res.check(ok, f"promtool check rules on its spec: {out.splitlines()[-1].strip() if out else ''}", out)
+        res.check(ok, f"promtool check rules on its spec: {verdict(ok, out)}", out)
     alerts = [r for g in groups for r in g.get("rules") or [] if "alert" in r]
     names = sorted({r["alert"] for r in alerts})
     anchors = github_anchors(README.read_text())
@@ -273,7 +278,7 @@ def check_rule_tests(res: Results, promtool: Optional[str], names: list[str], wo
         shutil.copy(f, copy)
         if promtool:
             ok, out = promtool_run(promtool, "test", "rules", copy.name, cwd=work)
-            res.check(ok, f"promtool test rules {f.name}: {out.splitlines()[-1].strip() if out else ''}", out)
+            res.check(ok, f"promtool test rules {f.name}: {verdict(ok, out)}", out)
     unknown = sorted((fires | quiet) - set(names))
     res.check(not unknown, "every alertname tested is an alert of the PrometheusRule "
               "(a misspelt one would pass as never firing)", unknown)
