@@ -416,7 +416,7 @@ def main() -> int:
     res.start("what streamgate exports: src/, README's Metrics table, a live scrape")
     metrics = source_metrics(res)
     readme_metrics(res, metrics)
-    scrape_live(res, args.streamgate, metrics, args.timeout)
+    scrape_live(res, args.streamgate.resolve(), metrics, args.timeout)
 
     with tempfile.TemporaryDirectory(prefix="streamgate-obs-rules-") as tmp:
         work = Path(tmp)
