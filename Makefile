@@ -21,6 +21,7 @@ test: deps lint-deps
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test
+	$(MAKE) --no-print-directory contract-check
 	$(MAKE) --no-print-directory deploy-check
 
 # Pingora's zlib-ng build needs cmake, and tests/grpc.rs curl (an h2c upload with
@@ -57,6 +58,11 @@ bench-profile: deps
 .PHONY: soak
 soak: deps
 	bash bench/soak.sh
+
+## contract-check: every shipped config against conf/streamgate.schema.json (check-jsonschema), schemathesis against a running streamgate's /openapi.json (tests/contract/check.sh)
+.PHONY: contract-check
+contract-check: deps
+	bash tests/contract/check.sh
 
 ## deploy-check: lint deploy/Dockerfile, render and validate deploy/kubernetes, pod-shaped e2e (deploy/check.sh)
 .PHONY: deploy-check

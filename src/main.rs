@@ -51,6 +51,11 @@ enum Command {
     /// Look inside a token: `decode` any JWT (nothing verified), `verify` a
     /// Stream token with the API secret
     Token(streamgate::cli::token::Args),
+    /// Print the JSON Schema of the configuration file
+    ///
+    /// The same document as conf/streamgate.schema.json, for editors
+    /// (`# yaml-language-server: $schema=…`) and CI validators.
+    Schema,
 }
 
 /// The environment `--help` describes: what the shipped configurations in
@@ -71,6 +76,20 @@ Environment (read by the shipped configurations in conf/ as ${NAME:-default}):
 A configuration can read any variable the same way. Documentation: README.md at the
 root of the source tree (quick start, configuration reference, operations).";
 
+/// `streamgate schema`: the document, pretty-printed, with a final newline.
+fn print_schema() -> ExitCode {
+    match serde_json::to_string_pretty(&streamgate::config::schema()) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("streamgate: cannot print the schema: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Exit status for a configuration that cannot be used, as nginx -t does.
 const EXIT_BAD_CONFIG: u8 = 2;
 
@@ -79,6 +98,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::DevJwt(args)) => return streamgate::dev_jwt::run(args),
         Some(Command::Token(args)) => return streamgate::cli::token::run(args),
+        Some(Command::Schema) => return print_schema(),
         None => {}
     }
     streamgate::telemetry::process_log::init();

@@ -1,4 +1,5 @@
-//! The admin listener: liveness, readiness and metrics on their own address,
+//! The admin listener: liveness, readiness, metrics and the documents of the
+//! running configuration (`/config_dump`, `/openapi.json`) on their own address,
 //! never proxied, so that probes and scrapes neither reach the app nor compete
 //! with its traffic.
 //!
@@ -52,6 +53,9 @@ pub struct AdminService {
     pub key_sets: Vec<Arc<JwksKeys>>,
     /// The configuration in effect, secrets left out ([`crate::config::Config::dump`]).
     pub config_dump: Arc<serde_json::Value>,
+    /// The OpenAPI document of the token routes as configured
+    /// ([`crate::config::Config::openapi`]).
+    pub openapi: Arc<serde_json::Value>,
 }
 
 /// How much of the app's answer to the readiness probe is read at most.
@@ -131,13 +135,14 @@ impl ServeHttp for AdminService {
             "/healthz" => json_response(StatusCode::OK, json!({"status": "ok"})),
             "/readyz" => self.readiness().await,
             "/config_dump" => json_response(StatusCode::OK, (*self.config_dump).clone()),
+            "/openapi.json" => json_response(StatusCode::OK, (*self.openapi).clone()),
             "/metrics" => {
                 Answer::content(200, "text/plain; version=0.0.4", self.metrics.render())
                     .into_response()
             }
             other => Answer::error(
                 404,
-                &format!("Not found: the admin listener serves /healthz, /readyz, /metrics and /config_dump, not {other}"),
+                &format!("Not found: the admin listener serves /healthz, /readyz, /metrics, /config_dump and /openapi.json, not {other}"),
             )
             .into_response(),
         }

@@ -128,7 +128,7 @@ impl Config {
             lines.push(format!("listener {scheme}://{}", listener.address));
         }
         lines.push(format!(
-            "admin http://{} (/healthz, /readyz, /metrics, /config_dump)",
+            "admin http://{} (/healthz, /readyz, /metrics, /config_dump, /openapi.json)",
             self.admin.listen
         ));
         for upstream in &self.upstreams {

@@ -7,6 +7,7 @@
 //! [`model`] and records every problem with its key path, and [`resolve`] does
 //! the I/O that checking needs (DNS for upstream addresses, reading key files).
 //! The result is a [`Config`]; nothing after it re-validates a string.
+//! [`schema()`] is the file's JSON Schema, derived from the `raw` shapes.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,8 +16,10 @@ mod dump;
 mod env;
 mod error;
 mod model;
+mod openapi;
 mod raw;
 mod resolve;
+mod schema;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
@@ -25,6 +28,7 @@ pub use model::{
     ReadinessProbe, RouteAction, SecretSource, ServerSettings, StreamCredentials,
     TokenRouteSettings, UpstreamProtocol, UpstreamSettings,
 };
+pub use schema::schema;
 
 use crate::dev_jwt::is_development_key;
 use crate::identity::{IdentitySource, JwksKeys, JwtKeys};

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::identity::IdentitySource;
@@ -175,7 +176,7 @@ pub struct UpstreamSettings {
 }
 
 /// The HTTP version streamgate speaks to an upstream (`upstreams.<name>.protocol`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamProtocol {
     /// HTTP/1.1, whatever the client spoke.
@@ -214,26 +215,42 @@ impl fmt::Debug for StreamCredentials {
     }
 }
 
-/// The part of Pingora's `ServerConf` that streamgate exposes, with defaults fit
-/// for a sidecar (Pingora's own grace period of 300 s outlives any pod).
-#[derive(Debug, Clone, Deserialize)]
+/// The `server:` section: the part of Pingora's `ServerConf` that streamgate
+/// exposes, with defaults fit for a sidecar (Pingora's own grace period of
+/// 300 s outlives any pod).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
+#[schemars(rename = "Server")]
 pub struct ServerSettings {
+    /// Worker threads per listening service (default 1).
+    #[schemars(range(min = 1))]
     pub threads: usize,
-    /// `None`: on when there is more than one thread. With one thread there is
-    /// nothing to steal from, and Pingora's no-steal runtime is cheaper: small
-    /// proxied requests measured about 10% faster with it (README, Performance).
+    /// Let idle threads take work from busy ones; absent: on when there is
+    /// more than one thread. With one thread there is nothing to steal from,
+    /// and Pingora's no-steal runtime is cheaper: small proxied requests
+    /// measured about 10% faster with it (README, Performance).
     pub work_stealing: Option<bool>,
     /// On SIGTERM, `/readyz` answers 503 at once while streamgate keeps serving
-    /// this long, so that endpoints are removed before connections are refused.
+    /// this long, in seconds (default 5), so that endpoints are removed before
+    /// connections are refused.
     pub drain_seconds: u64,
+    /// Then, no longer accepting, in-flight requests get this long, in seconds
+    /// (default 5; Pingora's own 300 s is far beyond Kubernetes' 30 s grace
+    /// period).
     pub grace_period_seconds: u64,
+    /// Then the runtimes get at most this long to exit, in seconds (default 5).
     pub graceful_shutdown_timeout_seconds: u64,
+    /// Idle connections to the app kept for reuse (default 128).
     pub upstream_keepalive_pool_size: usize,
     /// PEM bundle of CAs that upstream TLS certificates must chain to, instead
-    /// of the system's roots (an internal CA).
+    /// of the system's roots (an internal CA); relative to the configuration
+    /// file's directory.
     pub ca_file: Option<String>,
+    /// Written once the listeners are bound, removed at a normal exit
+    /// (default `/tmp/streamgate.pid`).
     pub pid_file: String,
+    /// Socket of Pingora's graceful binary upgrade (`-u`; default
+    /// `/tmp/streamgate_upgrade.sock`).
     pub upgrade_sock: String,
 }
 

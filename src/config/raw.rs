@@ -5,15 +5,22 @@
 //! that a mistake in one does not hide the mistakes in the others, and every
 //! shape denies unknown fields: a typo is an error naming the key, never a
 //! silent default. Durations are `humantime` strings (`"500ms"`, `"5s"`).
+//!
+//! The shapes also derive the file's JSON Schema (see [`super::schema`]):
+//! their doc comments are the schema's descriptions, so they are written for
+//! whoever edits the file (units, defaults), and a shape the schema should see
+//! differently from how it is held here says so with `#[schemars(...)]`.
+//!
+//! Files: [`listen`] (the `listen:` entries), [`identity`] (the identity
+//! modes' shapes); the other sections are here.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{DeserializeOwned, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use super::error::{ConfigError, Errors};
@@ -23,26 +30,93 @@ use crate::net::path::EscapedSlashesAction;
 use crate::telemetry::access_log::AccessLogSettings;
 use crate::token::{MintKind, TokenPolicy};
 
+mod identity;
+mod listen;
+
+pub(super) use identity::{
+    IdentityMode, RawForwardAuth, RawIdentity, RawJwksFetch, RawJwt, RawUserIdMap, UserIdHash,
+};
+pub(super) use listen::{RawListen, RawListener, RawListenerTls};
+
 /// The file's sections; `None` where a section could not be deserialized
 /// (its error is recorded), so that the others are still checked.
+///
+/// For the schema, each field names the section's shape in the file
+/// (`schemars(with)`), as [`RawConfig::from_document`] reads it: a section
+/// whose keys are all optional may also be empty (`null`, read as `{}`);
+/// `routes`, `identity` and `cors` may be absent but not empty (an empty one
+/// is refused), and the first three sections are required.
+#[derive(JsonSchema)]
+#[schemars(
+    rename = "streamgate.yaml",
+    deny_unknown_fields,
+    description = "The configuration of streamgate, a sidecar that mints Stream \
+    (GetStream.io) tokens and proxies everything else to the app (README, \
+    \"Configuration reference\"). Unknown keys are errors. `${VAR}` and \
+    `${VAR:-default}` are expanded from the environment inside string values \
+    only, so a string value may be any text holding `${`; numbers, booleans, \
+    lists and maps cannot come from the environment. `streamgate -t -c FILE` \
+    checks what this schema cannot: rules across keys (exactly one of \
+    `api_secret` and `api_secret_file`, routes naming defined upstreams, \
+    addresses that parse and resolve) and the files the configuration names."
+)]
 pub(super) struct RawConfig {
+    /// The addresses to accept traffic on (at least one): `"IP:port"`
+    /// (plaintext) or `{ address, tls }`.
+    #[schemars(with = "Vec<RawListen>", length(min = 1))]
     pub listen: Option<Vec<RawListen>>,
+    /// The apps streamgate proxies to, by name (at least one); routes and
+    /// error messages use the name.
+    #[schemars(
+        with = "BTreeMap<String, RawUpstream>",
+        extend("minProperties" = 1)
+    )]
     pub upstreams: Option<BTreeMap<String, RawUpstream>>,
+    /// The Stream credentials tokens are signed with.
+    #[schemars(with = "RawStream")]
     pub stream: Option<RawStream>,
-    /// The token contract's own policy type is the section's shape.
+    /// Limits and defaults of the token routes (validities, body size,
+    /// roles, call types).
+    // The token contract's own policy type is the section's shape.
+    #[schemars(with = "Option<TokenPolicy>")]
     pub tokens: Option<TokenPolicy>,
+    /// Matched in order, the first match wins; each route has a `match` and
+    /// exactly one action (`mint`, `upstream` or `direct_response`). Absent:
+    /// `POST /api/tokens/user` mints user tokens, `POST /api/tokens/call` call
+    /// tokens, everything else goes to the only upstream.
+    #[schemars(with = "Vec<RawRoute>", default, length(min = 1))]
     pub routes: Option<Option<Vec<RawRoute>>>,
+    /// Peers whose forwarding headers (`X-Forwarded-*`, `Forwarded`,
+    /// `X-Real-IP`) and identity headers are believed: CIDRs or bare IPs.
+    /// Default `["127.0.0.0/8", "::1/128"]`; `[]` when clients connect
+    /// directly.
+    #[schemars(with = "Option<Vec<String>>")]
     pub trusted_cidrs: Option<Option<Vec<String>>>,
+    /// How token routes learn who is calling (default mode `none`);
+    /// `routes[].identity` overrides it for one route.
+    #[schemars(with = "RawIdentity", default)]
     pub identity: Option<RawIdentity>,
+    /// CORS for browser callers of the token routes; off when absent.
+    #[schemars(with = "RawCors", default)]
     pub cors: Option<Option<RawCors>>,
+    /// Abuse limits on token requests; off when absent.
+    #[schemars(with = "Option<RawRateLimits>")]
     pub rate_limits: Option<RawRateLimits>,
+    /// The admin listener: probes, metrics, `/config_dump`, `/openapi.json`.
+    #[schemars(with = "Option<RawAdmin>")]
     pub admin: Option<RawAdmin>,
+    /// One line per request on stdout.
+    #[schemars(with = "Option<AccessLogSettings>")]
     pub access_log: Option<AccessLogSettings>,
+    /// Process settings (threads, shutdown timing, pid file).
+    #[schemars(with = "Option<ServerSettings>")]
     pub server: Option<ServerSettings>,
+    /// How requests from clients are read and shaped before routing.
+    #[schemars(with = "Option<RawHttp>")]
     pub http: Option<RawHttp>,
 }
 
-const SECTIONS: [&str; 13] = [
+pub(super) const SECTIONS: [&str; 13] = [
     "listen",
     "upstreams",
     "stream",
@@ -204,64 +278,46 @@ fn deserialize_section<T: DeserializeOwned>(section: &str, value: Value) -> Resu
     })
 }
 
-/// One `listen` entry: `"IP:port"` (plaintext), or a map with the address
-/// and what the listener speaks (`tls`).
-pub(super) enum RawListen {
-    Plain(String),
-    Listener(RawListener),
+/// A duration as `humantime` reads it: a number and a unit, several
+/// possibly (`500ms`, `5s`, `1m 30s`, `1h`); never a bare number.
+fn duration(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "examples": ["500ms", "5s", "1m 30s"],
+    })
 }
 
-// By hand rather than `#[serde(untagged)]`: an untagged enum answers every
-// mistake with "did not match any variant", where a map must report its
-// unknown or missing key by name, like every other section.
-impl<'de> Deserialize<'de> for RawListen {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Entry;
-        impl<'de> Visitor<'de> for Entry {
-            type Value = RawListen;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an \"IP:port\" string or a map { address, tls }")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawListen, E> {
-                Ok(RawListen::Plain(text.to_string()))
-            }
-
-            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<RawListen, M::Error> {
-                RawListener::deserialize(MapAccessDeserializer::new(map)).map(RawListen::Listener)
-            }
-        }
-        deserializer.deserialize_any(Entry)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawListener {
-    pub address: String,
-    pub tls: Option<RawListenerTls>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawListenerTls {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    pub client_ca_file: Option<PathBuf>,
-}
-
-/// The `http:` section; see [`HttpSettings`] for what each key means.
-#[derive(Deserialize)]
+/// The `http:` section: how requests from clients are read and shaped before
+/// routing, named after Envoy's `HttpConnectionManager` settings; the defaults
+/// are stricter than Envoy's.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
+#[schemars(rename = "Http")]
 pub(super) struct RawHttp {
+    /// RFC 3986 §6 normalization of the path before routing (default true);
+    /// the app receives the normalized path.
     pub normalize_path: bool,
+    /// `//a///b` is `/a/b`, for routing and for the app (default true).
     pub merge_slashes: bool,
+    /// What a path with `%2F`, `%5C` or a raw `\\` gets (default
+    /// `reject_request`).
     pub path_with_escaped_slashes_action: EscapedSlashesAction,
+    /// What a request header whose name contains `_` gets (default
+    /// `drop_header`).
     pub headers_with_underscores_action: UnderscoresAction,
+    /// Largest request head (request line, headers, final empty line), in KiB
+    /// (default 32, 1 to 1024): larger is 431, a request line alone larger 414.
+    #[schemars(range(min = 1, max = 1024))]
     pub max_request_headers_kb: usize,
+    /// Time a client has to send its request head (default `10s`): from
+    /// accept for the first request, from the first byte for later ones;
+    /// slower is 408.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "duration")]
     pub request_headers_timeout: Duration,
+    /// Client connections served at once (default 512); as many more wait,
+    /// and past that a new connection is closed unserved.
+    #[schemars(range(min = 1))]
     pub max_downstream_connections: usize,
 }
 
@@ -280,40 +336,70 @@ impl Default for RawHttp {
     }
 }
 
-#[derive(Deserialize, Default)]
+/// The admin listener: `/healthz`, `/readyz`, `/metrics`, `/config_dump` and
+/// `/openapi.json`, never proxied.
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Admin")]
 pub(super) struct RawAdmin {
+    /// `IP:port` of the admin listener (default `0.0.0.0:9901`).
     pub listen: Option<String>,
+    /// Makes `/readyz` also require the app to answer `GET path` with 2xx.
     pub readiness_probe: Option<RawReadinessProbe>,
 }
 
-#[derive(Deserialize)]
+/// `/readyz` asks the app too.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ReadinessProbe")]
 pub(super) struct RawReadinessProbe {
+    /// The upstream asked; absent: the only one.
     pub upstream: Option<String>,
+    /// The path asked with `GET`.
     pub path: String,
+    /// Longest wait for the answer (default `1s`).
     #[serde(with = "humantime_serde", default = "seconds::<1>")]
+    #[schemars(schema_with = "duration")]
     pub timeout: Duration,
 }
 
-#[derive(Deserialize)]
+/// One app streamgate proxies to.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Upstream")]
 pub(super) struct RawUpstream {
+    /// `host:port` of the app, resolved once at start.
     pub address: String,
+    /// Connect with TLS (default false).
     #[serde(default)]
     pub tls: bool,
+    /// TLS server name, also checked against the certificate; absent: the
+    /// host part of `address`.
     pub sni: Option<String>,
+    /// Verify the app's certificate and host name (default true; only with
+    /// `tls`); an unverifiable certificate is a 502.
     #[serde(default = "default_true")]
     pub verify_cert: bool,
+    /// The HTTP version spoken to the app (default `http1`).
     #[serde(default)]
     pub protocol: UpstreamProtocol,
+    /// Give up connecting after this (default `5s`).
     #[serde(with = "humantime_serde", default = "seconds::<5>")]
+    #[schemars(schema_with = "duration")]
     pub connect_timeout: Duration,
+    /// Longest wait for the app between two reads (default `60s`): a 504 if
+    /// no response started. Also closes idle WebSockets.
     #[serde(with = "humantime_serde", default = "seconds::<60>")]
+    #[schemars(schema_with = "duration")]
     pub read_timeout: Duration,
+    /// Longest wait while writing to the app (default `60s`).
     #[serde(with = "humantime_serde", default = "seconds::<60>")]
+    #[schemars(schema_with = "duration")]
     pub write_timeout: Duration,
+    /// How long an idle keep-alive connection to the app is kept for reuse
+    /// (default `60s`).
     #[serde(with = "humantime_serde", default = "seconds::<60>")]
+    #[schemars(schema_with = "duration")]
     pub idle_timeout: Duration,
 }
 
@@ -326,162 +412,43 @@ fn seconds<const N: u64>() -> Duration {
     Duration::from_secs(N)
 }
 
-#[derive(Deserialize)]
+/// The Stream credentials: exactly one of `api_secret` and `api_secret_file`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Stream")]
 pub(super) struct RawStream {
+    /// Stream API key, returned to clients as `apiKey`; not empty.
     pub api_key: String,
+    /// Stream API secret the tokens are signed with; not empty, never logged.
     pub api_secret: Option<String>,
+    /// Instead of `api_secret`: a file holding the secret (a mounted
+    /// Kubernetes Secret), watched and reloaded on change; trailing CR and LF
+    /// are ignored.
     pub api_secret_file: Option<PathBuf>,
 }
 
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub(super) enum IdentityMode {
-    #[default]
-    None,
-    Header,
-    ForwardAuth,
-    Jwt,
-}
-
-#[derive(Deserialize, Clone, Default)]
+/// CORS for browser callers of the token routes.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawIdentity {
-    pub mode: IdentityMode,
-    pub header: Option<RawHeaderIdentity>,
-    pub forward_auth: Option<RawForwardAuth>,
-    pub jwt: Option<RawJwt>,
-    pub user_id_map: Option<RawUserIdMap>,
-    pub user_id_template: Option<String>,
-}
-
-/// `user_id_map`: exactly one of the two forms (checked in validation, which
-/// names the key).
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawUserIdMap {
-    pub replace_invalid: Option<String>,
-    pub hash: Option<UserIdHash>,
-}
-
-/// `user_id_map.hash`: the one hash offered.
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-pub(super) enum UserIdHash {
-    Sha256,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawHeaderIdentity {
-    #[serde(default = "default_user_header")]
-    pub user: String,
-    pub roles: Option<String>,
-}
-
-impl Default for RawHeaderIdentity {
-    fn default() -> Self {
-        RawHeaderIdentity {
-            user: default_user_header(),
-            roles: None,
-        }
-    }
-}
-
-fn default_user_header() -> String {
-    "X-Forwarded-User".into()
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawForwardAuth {
-    pub upstream: Option<String>,
-    #[serde(default = "default_get")]
-    pub method: String,
-    pub path: String,
-    pub user_id_header: Option<String>,
-    pub user_id_pointer: Option<String>,
-    pub roles_pointer: Option<String>,
-    #[serde(with = "humantime_serde", default = "seconds::<2>")]
-    pub timeout: Duration,
-    #[serde(with = "humantime_serde", default = "seconds::<5>")]
-    pub cache_ttl: Duration,
-}
-
-fn default_get() -> String {
-    "GET".into()
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawJwt {
-    pub hs256_secret: Option<String>,
-    pub hs256_secret_file: Option<PathBuf>,
-    pub public_key_file: Option<PathBuf>,
-    pub jwks_file: Option<PathBuf>,
-    /// OpenID Connect Discovery: the key set is the `jwks_uri` of
-    /// `{issuer_url}/.well-known/openid-configuration`; also the `iss` required.
-    pub issuer_url: Option<String>,
-    pub jwks_url: Option<String>,
-    /// How `issuer_url`/`jwks_url` are fetched.
-    pub jwks_fetch: Option<RawJwksFetch>,
-    /// The minted token's `exp` is at most the presented JWT's `exp`.
-    #[serde(default = "default_true")]
-    pub cap_exp_to_credential: bool,
-    pub algorithms: Option<Vec<String>>,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    #[serde(default = "default_user_claim")]
-    pub user_claim: String,
-    pub roles_claim: Option<String>,
-    #[serde(with = "humantime_serde", default = "seconds::<30>")]
-    pub leeway: Duration,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawJwksFetch {
-    #[serde(with = "humantime_serde", default = "seconds::<5>")]
-    pub connect_timeout: Duration,
-    #[serde(with = "humantime_serde", default = "seconds::<10>")]
-    pub timeout: Duration,
-    pub ca_file: Option<PathBuf>,
-    #[serde(with = "humantime_serde", default = "seconds::<300>")]
-    pub min_cache_duration: Duration,
-    #[serde(with = "humantime_serde", default = "seconds::<3600>")]
-    pub max_cache_duration: Duration,
-    #[serde(with = "humantime_serde", default = "seconds::<30>")]
-    pub unknown_kid_refetch_interval: Duration,
-}
-
-impl Default for RawJwksFetch {
-    fn default() -> Self {
-        RawJwksFetch {
-            connect_timeout: seconds::<5>(),
-            timeout: seconds::<10>(),
-            ca_file: None,
-            min_cache_duration: seconds::<300>(),
-            max_cache_duration: seconds::<3600>(),
-            unknown_kid_refetch_interval: seconds::<30>(),
-        }
-    }
-}
-
-fn default_user_claim() -> String {
-    "sub".into()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[schemars(rename = "Cors")]
 pub(super) struct RawCors {
+    /// Origins as browsers send them (`https://app.example.com`), or `["*"]`
+    /// without credentials; at least one.
+    #[schemars(length(min = 1))]
     pub allowed_origins: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true`, needed for cookies
+    /// (default false).
     #[serde(default)]
     pub allow_credentials: bool,
+    /// Default `[POST]`.
     #[serde(default = "default_cors_methods")]
     pub allowed_methods: Vec<String>,
+    /// Default `[Content-Type, Authorization]`.
     #[serde(default = "default_cors_headers")]
     pub allowed_headers: Vec<String>,
+    /// How long browsers may cache the preflight (default `10m`).
     #[serde(with = "humantime_serde", default = "seconds::<600>")]
+    #[schemars(schema_with = "duration")]
     pub max_age: Duration,
 }
 
@@ -493,39 +460,62 @@ fn default_cors_headers() -> Vec<String> {
     vec!["Content-Type".into(), "Authorization".into()]
 }
 
-#[derive(Deserialize, Default)]
+/// Abuse limits on token requests, each off when absent; a request over one
+/// is 429 with `Retry-After`.
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RateLimits")]
 pub(super) struct RawRateLimits {
+    /// Per Stream user a token is for.
     pub per_identity: Option<RawRateLimit>,
+    /// Per client IP (see `trusted_cidrs`).
     pub per_client_ip: Option<RawRateLimit>,
 }
 
-#[derive(Deserialize)]
+/// `requests` per sliding `window`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RateLimit")]
 pub(super) struct RawRateLimit {
+    /// Requests allowed per window, at least 1.
+    #[schemars(range(min = 1))]
     pub requests: u32,
+    /// The sliding window.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "duration")]
     pub window: Duration,
 }
 
-#[derive(Deserialize)]
+/// A route: a `match` and exactly one of `mint`, `upstream` and
+/// `direct_response`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Route")]
 pub(super) struct RawRoute {
+    /// Which requests the route takes.
     #[serde(rename = "match")]
     pub matcher: RawMatch,
+    /// Answer with a Stream token.
     pub mint: Option<MintKind>,
+    /// Proxy to the upstream of this name.
     pub upstream: Option<String>,
+    /// Answer with a fixed response without touching the app.
     pub direct_response: Option<RawDirectResponse>,
     /// Overrides the top-level `identity` for this token route.
     pub identity: Option<RawIdentity>,
 }
 
-#[derive(Deserialize)]
+/// A fixed answer (Envoy's `direct_response`).
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "DirectResponse")]
 pub(super) struct RawDirectResponse {
+    /// The HTTP status.
     pub status: u16,
+    /// The body (default empty).
     #[serde(default)]
     pub body: String,
+    /// Default `text/plain; charset=utf-8`.
     #[serde(default = "default_direct_content_type")]
     pub content_type: String,
 }
@@ -534,10 +524,16 @@ fn default_direct_content_type() -> String {
     "text/plain; charset=utf-8".into()
 }
 
-#[derive(Deserialize)]
+/// What a route matches: exactly one of `path` and `path_prefix`, in normal
+/// form (the normalized path is matched; another spelling is an error).
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Match")]
 pub(super) struct RawMatch {
+    /// Only this HTTP method matches; absent: any.
     pub method: Option<String>,
+    /// The path equals this (query string not included).
     pub path: Option<String>,
+    /// The path starts with this.
     pub path_prefix: Option<String>,
 }

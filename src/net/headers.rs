@@ -14,17 +14,20 @@
 //! `underscores_in_headers off`, Envoy's `headers_with_underscores_action`).
 
 use http::{HeaderMap, HeaderName};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-/// Envoy's `headers_with_underscores_action` (nginx's `underscores_in_headers`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// What a request header whose name contains `_` gets (CGI-style apps read
+/// `X_User` as `X-User`): Envoy's `headers_with_underscores_action`, nginx's
+/// `underscores_in_headers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UnderscoresAction {
     /// Forwarded as sent.
     Allow,
     /// Removed before the app sees the request: the default.
     DropHeader,
-    /// 400.
+    /// Refused with 400.
     RejectRequest,
 }
 

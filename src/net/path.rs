@@ -23,13 +23,15 @@
 
 use std::borrow::Cow;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-/// Envoy's `path_with_escaped_slashes_action`, less its redirect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// What a path with `%2F`, `%5C` or a raw `\\` gets (a NUL, `%00`, is always
+/// refused): Envoy's `path_with_escaped_slashes_action`, less its redirect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EscapedSlashesAction {
-    /// 400: the safe default (one request, one meaning).
+    /// Refused with 400: the safe default (one request, one meaning).
     RejectRequest,
     /// Routed and forwarded with `%2F`, `%5C` and `\` as is.
     KeepUnchanged,

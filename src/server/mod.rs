@@ -45,14 +45,14 @@ mod signals;
 mod tls;
 
 use crate::admin::{AdminService, Health};
-use crate::config::{Config, HttpSettings, SecretSource, ServerSettings};
+use crate::config::{Config, HttpSettings, ReadinessProbe, SecretSource, ServerSettings};
 use crate::fetch::KeySetFetchers;
 use crate::identity::JwksKeys;
 use crate::proxy::Gateway;
 use crate::reload::{self, Applied, Reload, WatchedFile};
 use crate::telemetry::metrics::Metrics;
 use crate::token::SignerSlot;
-use crate::upstream::Upstreams;
+use crate::upstream::{Upstream, Upstreams};
 use downstream::Downstream;
 use listeners::{exit_cannot_listen, Bound, OnBoundSockets, Role};
 use signals::{DrainingSignals, SettleBeforeCleanup, SETTLE};
@@ -65,6 +65,24 @@ const L4_BUFFERS: L4BufferSettings = L4BufferSettings {
     read: Some(0),
     write: None,
 };
+
+/// The readiness probe's settings and the upstream it asks, when configured.
+fn readiness_probe(
+    config: &Config,
+    upstreams: &Upstreams,
+) -> Option<(ReadinessProbe, Arc<Upstream>)> {
+    config
+        .admin
+        .readiness_probe
+        .clone()
+        .map(|probe| {
+            upstreams
+                .get(&probe.upstream)
+                .map(|upstream| (probe, upstream))
+        })
+        .transpose()
+        .unwrap_or_else(|e| fail_to_start(&e))
+}
 
 /// Builds the Pingora server for `config` and runs it until a signal stops it.
 /// With `upgrade`, the listening sockets are taken over from a running
@@ -88,7 +106,8 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     // Kept alive for the life of the process: dropping it stops the watch.
     let _file_watch = reload::watch(watched_files);
 
-    let (dump, summary) = (Arc::new(config.dump()), config.summary());
+    let (dump, openapi) = (Arc::new(config.dump()), Arc::new(config.openapi()));
+    let summary = config.summary();
     let key_sets = key_set_fetchers(&mut server, &config, &metrics);
 
     let health = Arc::new(Health::default());
@@ -98,17 +117,7 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
         )))
     };
     let upstreams = Upstreams::new(&config.upstreams, &metrics);
-    let probe = config
-        .admin
-        .readiness_probe
-        .clone()
-        .map(|probe| {
-            upstreams
-                .get(&probe.upstream)
-                .map(|upstream| (probe, upstream))
-        })
-        .transpose()
-        .unwrap_or_else(|e| fail_to_start(&e));
+    let probe = readiness_probe(&config, &upstreams);
     let mut admin = Service::new(
         "streamgate admin".to_string(),
         AdminService {
@@ -119,6 +128,7 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
             connector: connector(),
             key_sets,
             config_dump: dump,
+            openapi,
         },
     );
     admin.add_tcp(&admin_socket.key());

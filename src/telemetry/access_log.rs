@@ -1,23 +1,31 @@
 //! The access log: one line per request on stdout, JSON or text, written in
 //! one `write` so that lines from concurrent requests never interleave.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// How access-log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessLogFormat {
+    /// One JSON object per line: the default.
     Json,
+    /// One line in the style of a common log format, then `key=value` pairs.
     Text,
+    /// No access log.
     Off,
 }
 
-/// The `access_log:` section of the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The `access_log:` section of the configuration: one line per request on
+/// stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
+#[schemars(rename = "AccessLog")]
 pub struct AccessLogSettings {
+    /// `json` (default), `text` or `off`.
     pub format: AccessLogFormat,
-    /// Query strings often carry tokens and signed URLs, so they are left out
-    /// unless asked for.
+    /// Log query strings; off by default, since they often carry tokens and
+    /// signed URLs.
     pub include_query: bool,
 }
 

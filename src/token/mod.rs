@@ -18,17 +18,20 @@
 //!
 //! Files: [`request`] (the body and its field rules), [`reply`] (the JSON
 //! envelope, refusals and the success body), [`signing`] (HS256 with the SDKs'
-//! header segment). Nothing here imports Pingora or another module of the crate:
+//! header segment), [`schema`] (the same rules in JSON Schema, for the OpenAPI
+//! document). Nothing here imports Pingora or another module of the crate:
 //! identity modes, configuration and the proxy depend on the contract, not the
 //! reverse.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 mod reply;
 mod request;
+pub mod schema;
 mod signing;
 
 pub use reply::{Rejection, Reply};
@@ -41,10 +44,13 @@ use reply::{Claims, Success, TokenData};
 use request::is_json_media_type;
 
 /// What streamgate can mint. The YAML names are the `mint:` values of routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MintKind {
+    /// A user token (README, "The token contract").
     UserToken,
+    /// A token restricted to one call, with an optional call role (README,
+    /// "Call tokens").
     CallToken,
 }
 
@@ -62,20 +68,34 @@ pub struct Identity {
     pub expires_at: Option<u64>,
 }
 
-/// Limits and defaults: the `tokens:` section of the configuration, as written
-/// (every field optional, defaulting to [`TokenPolicy::default`]).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// Limits and defaults of the token routes: the `tokens:` section of the
+/// configuration, as written (every field optional).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
+#[schemars(rename = "Tokens")]
 pub struct TokenPolicy {
+    /// Validity of a token when the request gives no `validityInSeconds`, in
+    /// seconds (default 3600); 1 to `max_validity_seconds`.
+    #[schemars(range(min = 1))]
     pub default_validity_seconds: u64,
+    /// Largest `validityInSeconds` accepted, in seconds (default 86400).
+    #[schemars(range(min = 1))]
     pub max_validity_seconds: u64,
-    /// `iat` is back-dated by this much so that a Stream server whose clock is a
-    /// little behind ours does not reject a fresh token as "used before issued".
+    /// How far `iat` is back-dated, in seconds (default 5, as Stream's Python
+    /// and Ruby SDKs do), so that a Stream server whose clock is a little
+    /// behind ours does not reject a fresh token as "used before issued".
     pub iat_leeway_seconds: u64,
+    /// Largest request body on token routes, in bytes (default 16384);
+    /// larger is 413.
+    #[schemars(range(min = 1))]
     pub max_body_bytes: usize,
-    /// Call roles any caller may ask for; others need an identity carrying them.
+    /// Call roles any caller may ask for (default `[user]`); others need an
+    /// identity carrying them.
+    #[schemars(inner(regex(pattern = schema::NAME_PATTERN)))]
     pub anyone_roles: Vec<String>,
-    /// `None`: any valid call type.
+    /// The `callType` values allowed on both token routes (others are 403);
+    /// absent: any valid name.
+    #[schemars(inner(regex(pattern = schema::NAME_PATTERN)))]
     pub allowed_call_types: Option<Vec<String>>,
 }
 
