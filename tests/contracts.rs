@@ -34,6 +34,15 @@ fn the_checked_in_schema_is_what_the_code_derives() {
         schema["$schema"],
         "https://json-schema.org/draft/2020-12/schema"
     );
+    let help = Command::new(binary())
+        .arg("--help")
+        .output()
+        .expect("--help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("schema") && help.contains("Print the JSON Schema of the configuration file"),
+        "{help}"
+    );
 }
 
 #[tokio::test]
@@ -54,14 +63,11 @@ routes:
   - { match: { path_prefix: / }, upstream: app }
 "#,
     ));
-    let response = get(gate.admin_url("/openapi.json")).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/json",
-        "{response:?}"
-    );
-    let document: Value = response.json().await.expect("JSON");
+    // As README fetches it.
+    let fetched = curl(&["-s", &gate.admin_url("/openapi.json")]);
+    assert_eq!(fetched.status(), Some(200), "{}", fetched.head);
+    assert_eq!(fetched.header("content-type"), Some("application/json"));
+    let document: Value = serde_json::from_str(&fetched.body).expect("JSON");
     assert_eq!(document["openapi"], "3.1.0");
     assert_eq!(
         document["servers"],

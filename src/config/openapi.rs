@@ -140,7 +140,12 @@ impl Config {
         for (status, when) in self.refusals(settings) {
             let mut headers = self.common_headers(settings);
             if status == 401 && matches!(settings.identity, IdentitySource::Jwt(_)) {
-                headers["WWW-Authenticate"] = header("The Bearer challenge (RFC 6750).", true);
+                // Not on the one 401 that comes after the JWT held: it expired
+                // before the token could be signed.
+                headers["WWW-Authenticate"] = header(
+                    "The Bearer challenge (RFC 6750) of a missing or refused JWT.",
+                    false,
+                );
             }
             if status == 429 {
                 headers["Retry-After"] = json!({
