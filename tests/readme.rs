@@ -42,6 +42,31 @@ const ELSEWHERE: &[(&str, &str, &str)] = &[
         "Makefile",
         "$(MAKE) --no-print-directory deploy-check",
     ),
+    (
+        "make contract-check",
+        "Makefile",
+        "$(MAKE) --no-print-directory contract-check",
+    ),
+    (
+        "streamgate schema > streamgate.schema.json",
+        "tests/contracts.rs",
+        "fn the_checked_in_schema_is_what_the_code_derives",
+    ),
+    (
+        "check-jsonschema --schemafile streamgate.schema.json streamgate.yaml",
+        "tests/contract/check.py",
+        "\"--schemafile\", str(SCHEMA)",
+    ),
+    (
+        "curl -s http://127.0.0.1:9901/openapi.json > openapi.json",
+        "tests/contracts.rs",
+        "fn openapi_json_describes_the_token_routes_as_configured",
+    ),
+    (
+        "schemathesis run http://127.0.0.1:9901/openapi.json --url http://127.0.0.1:3000",
+        "tests/contract/check.py",
+        "def run_schemathesis",
+    ),
     ("cargo fmt", "Makefile", "cargo fmt --all -- --check"),
     (
         "cargo fmt --check",
