@@ -12,7 +12,8 @@
 //!   headers, request ids, CORS;
 //! - [`routing`]: the ordered route table.
 //!
-//! Around them: [`config`] (file → checked model), [`limits`] (rate limits),
+//! Around them: [`config`] (file → checked model; the file's JSON Schema and
+//! the token routes' OpenAPI document), [`limits`] (rate limits),
 //! [`reload`] (following mounted files), [`fetch`] (the identity provider's
 //! keys over HTTPS), [`tls`] (listener certificates and
 //! client CAs), [`telemetry`] (process log, access log, metrics), and
@@ -20,7 +21,7 @@
 //! whose key the configuration warns about), [`cli`] (`streamgate token
 //! decode|verify`) and [`version`] (commit and build date). The Pingora glue is [`proxy`]
 //! (the one `ProxyHttp`), [`upstream`] (peers and sub-requests), [`respond`] (every answer
-//! streamgate writes itself), [`admin`] (probes and metrics listener) and
+//! streamgate writes itself), [`admin`] (probes, metrics and configuration documents listener) and
 //! [`server`] (process lifecycle). Dependencies point one way: the pure
 //! modules never import the glue, and no two modules import each other.
 
