@@ -14,8 +14,9 @@
      list given as a `${…}` string, a typo).
 2. The OpenAPI document of the token routes: streamgate runs on free loopback
    ports with a token route per identity mode (none, header, jwt,
-   forward_auth against a session endpoint this script serves), and
-   schemathesis generates requests from the GET /openapi.json it serves and
+   forward_auth against a session endpoint this script serves); the
+   /openapi.json it serves is a valid OpenAPI 3.1 document
+   (openapi-spec-validator), and schemathesis generates requests from the GET /openapi.json it serves and
    checks every answer against the document: status, headers, body schema,
    no 5xx; bodies the document admits are minted for, bodies it refuses get
    a 4xx.
@@ -323,6 +324,18 @@ def check_openapi(res: Results, bin_dir: Path, streamgate: Path) -> None:
                 document.get("openapi") == "3.1.0" and len(operations) == 6,
                 f"/openapi.json: OpenAPI 3.1.0, {len(operations)} token operations",
                 json.dumps(operations),
+            )
+            saved = directory / "openapi.json"
+            saved.write_text(json.dumps(document))
+            run = subprocess.run(
+                [str(bin_dir / "openapi-spec-validator"), "--schema", "3.1", str(saved)],
+                capture_output=True,
+                text=True,
+            )
+            res.check(
+                run.returncode == 0,
+                "openapi-spec-validator: a valid OpenAPI 3.1 document",
+                run.stdout + run.stderr,
             )
             run_schemathesis(res, bin_dir, document_url, port, jwt, directory)
         finally:
