@@ -54,6 +54,11 @@ bench-h2: deps
 bench-profile: deps
 	bash bench/profile.sh
 
+## bench-tracing: install wrk/nginx, build release, token and proxied requests with span export on vs off (bench/tracing.sh)
+.PHONY: bench-tracing
+bench-tracing: deps
+	bash bench/tracing.sh
+
 ## soak: build release, 10 min of mixed traffic on loopback, growth verdict (bench/soak.sh; SOAK_SECONDS=60 to try it)
 .PHONY: soak
 soak: deps

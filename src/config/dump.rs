@@ -22,10 +22,7 @@ fn duration(d: std::time::Duration) -> String {
 fn route(route: &Route<RouteAction>) -> Value {
     let action = match &route.action {
         RouteAction::Mint(settings) => json!({
-            "mint": match settings.kind {
-                MintKind::UserToken => "user_token",
-                MintKind::CallToken => "call_token",
-            },
+            "mint": settings.kind.as_str(),
             "identity": settings.identity.describe(),
             "cors": settings.cors.as_ref().map(|cors| json!({
                 "allowed_origins": match &cors.origins {
@@ -106,6 +103,15 @@ impl Config {
                 "max_downstream_connections": self.http.max_downstream_connections,
             },
             "access_log": format!("{:?}", self.access_log.format).to_lowercase(),
+            "tracing": {
+                "otlp": self.tracing.otlp.as_ref().map(|otlp| json!({
+                    "endpoint": otlp.endpoint.to_string(),
+                    "timeout": duration(otlp.timeout),
+                    "max_queue_size": otlp.max_queue_size,
+                })),
+                "sampling_ratio": self.tracing.sampling_ratio,
+                "service_name": self.tracing.service_name,
+            },
             "server": {
                 "threads": self.server.threads,
                 "drain_seconds": self.server.drain_seconds,
@@ -170,6 +176,14 @@ impl Config {
             };
             lines.push(format!("route {} → {action}", route.describe()));
         }
+        lines.push(match &self.tracing.otlp {
+            Some(otlp) => format!(
+                "tracing: W3C trace context propagated; spans sent to {} (sampling ratio {})",
+                otlp.endpoint, self.tracing.sampling_ratio
+            ),
+            None => "tracing: W3C trace context propagated; no spans sent (tracing.otlp not set)"
+                .to_string(),
+        });
         lines
     }
 }

@@ -29,6 +29,9 @@ pub use model::{
     TokenRouteSettings, UpstreamProtocol, UpstreamSettings,
 };
 pub use schema::schema;
+/// The JSON Schema of a `humantime` duration, for sections whose shape lives
+/// beside their code (`tracing`).
+pub(crate) use raw::duration as duration_schema;
 
 use crate::dev_jwt::is_development_key;
 use crate::identity::{IdentitySource, JwksKeys, JwtKeys};
@@ -36,6 +39,7 @@ use crate::net::TrustedNetworks;
 use crate::reload::WatchedFile;
 use crate::routing::RouteTable;
 use crate::telemetry::access_log::AccessLogSettings;
+use crate::telemetry::trace::TracingSettings;
 use crate::token::TokenPolicy;
 use error::Errors;
 
@@ -61,6 +65,7 @@ pub struct Config {
     pub access_log: AccessLogSettings,
     pub server: ServerSettings,
     pub http: HttpSettings,
+    pub tracing: TracingSettings,
     /// Key files the running server follows (JWKS), already read once here.
     pub watched_files: Vec<Arc<WatchedFile>>,
     /// Key sets `jwt` mode fetches from identity providers, one per origin.

@@ -28,6 +28,7 @@ use super::model::{HttpSettings, ServerSettings, UpstreamProtocol};
 use crate::net::headers::UnderscoresAction;
 use crate::net::path::EscapedSlashesAction;
 use crate::telemetry::access_log::AccessLogSettings;
+use crate::telemetry::trace::TracingSettings;
 use crate::token::{MintKind, TokenPolicy};
 
 mod identity;
@@ -114,9 +115,12 @@ pub(super) struct RawConfig {
     /// How requests from clients are read and shaped before routing.
     #[schemars(with = "Option<RawHttp>")]
     pub http: Option<RawHttp>,
+    /// W3C trace context and OTLP span export.
+    #[schemars(with = "Option<TracingSettings>")]
+    pub tracing: Option<TracingSettings>,
 }
 
-pub(super) const SECTIONS: [&str; 13] = [
+pub(super) const SECTIONS: [&str; 14] = [
     "listen",
     "upstreams",
     "stream",
@@ -130,6 +134,7 @@ pub(super) const SECTIONS: [&str; 13] = [
     "access_log",
     "server",
     "http",
+    "tracing",
 ];
 
 impl RawConfig {
@@ -206,7 +211,7 @@ impl RawConfig {
             (take("tokens"), take("routes"), take("trusted_cidrs"));
         let (identity, cors, rate_limits) = (take("identity"), take("cors"), take("rate_limits"));
         let (admin, access_log, server) = (take("admin"), take("access_log"), take("server"));
-        let http = take("http");
+        let (http, tracing) = (take("http"), take("tracing"));
         let listen = required("listen", listen, errors);
         let upstreams = required("upstreams", upstreams, errors);
         let stream = required("stream", stream, errors);
@@ -220,6 +225,7 @@ impl RawConfig {
         let access_log = optional("access_log", access_log, errors);
         let server = optional("server", server, errors);
         let http = optional("http", http, errors);
+        let tracing = optional("tracing", tracing, errors);
         Some(RawConfig {
             listen,
             upstreams,
@@ -234,6 +240,7 @@ impl RawConfig {
             access_log: access_log.map(Option::unwrap_or_default),
             server: server.map(Option::unwrap_or_default),
             http: http.map(Option::unwrap_or_default),
+            tracing: tracing.map(Option::unwrap_or_default),
         })
     }
 }
@@ -280,7 +287,7 @@ fn deserialize_section<T: DeserializeOwned>(section: &str, value: Value) -> Resu
 
 /// A duration as `humantime` reads it: a number and a unit, several
 /// possibly (`500ms`, `5s`, `1m 30s`, `1h`); never a bare number.
-fn duration(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn duration(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
         "examples": ["500ms", "5s", "1m 30s"],

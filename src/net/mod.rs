@@ -47,4 +47,13 @@ impl Protocol {
             Protocol::H2c => "h2c",
         }
     }
+
+    /// OpenTelemetry's `network.protocol.version`.
+    pub fn version(self) -> &'static str {
+        match self {
+            Protocol::Http10 => "1.0",
+            Protocol::Http11 => "1.1",
+            Protocol::H2 | Protocol::H2c => "2",
+        }
+    }
 }

@@ -8,6 +8,7 @@ use http::HeaderValue;
 use pingora::http::RequestHeader;
 
 use super::token_route::TokenRoute;
+use crate::telemetry::trace::RequestTrace;
 use crate::upstream::Upstream;
 
 pub struct RequestCtx {
@@ -36,6 +37,10 @@ pub struct RequestCtx {
     /// `grpc-status` from the app's trailers (a status in the response
     /// header is read from there).
     pub(super) grpc_status: Option<http::HeaderValue>,
+    /// The app's status, for its span.
+    pub(super) upstream_status: Option<u16>,
+    /// This request's spans; taken when they end.
+    pub(super) trace: Option<RequestTrace>,
 }
 
 impl RequestCtx {
@@ -53,6 +58,8 @@ impl RequestCtx {
             refusal: None,
             grpc_deadline: None,
             grpc_status: None,
+            upstream_status: None,
+            trace: None,
         }
     }
 

@@ -10,6 +10,7 @@ use pingora::prelude::*;
 use pingora_memory_cache::MemoryCache;
 
 use crate::identity::{credential_key, ForwardAuth, Identity, IdentityError, Reason};
+use crate::telemetry::trace::{RequestTrace, Tracing};
 use crate::upstream::{self, Upstream};
 
 /// How many sessions one token route caches at most: a fixed memory bound
@@ -36,10 +37,12 @@ impl SessionCheck {
 
     /// Asks the app's session endpoint who the caller is, with only the
     /// caller's `Cookie` and `Authorization` headers.
+    /// The check is a child span of `trace`'s request when given.
     pub(super) async fn identify(
         &self,
         connector: &Connector,
         request: &RequestHeader,
+        trace: Option<(&Tracing, &RequestTrace)>,
     ) -> Result<Identity, IdentityError> {
         let mode = &self.mode;
         let cookie = request.headers.get(header::COOKIE);
@@ -77,11 +80,26 @@ impl SessionCheck {
             }
         }
         let upstream = &self.upstream;
+        let span = trace.map(|(tracing, trace)| {
+            trace.start_sub_request(tracing, mode.method.as_str(), &upstream.name, &mode.path)
+        });
+        for (name, value) in span.iter().flat_map(|span| span.headers.iter()) {
+            sub_request
+                .insert_header(name.clone(), value.clone())
+                .map_err(unbuildable)?;
+        }
         let answer = tokio::time::timeout(
             mode.timeout,
             upstream::ask(connector, upstream, sub_request, mode.max_body_bytes),
         )
         .await;
+        let status = match &answer {
+            Ok(Ok((status, _, _))) => Some(status.as_u16()),
+            _ => None,
+        };
+        if let Some(span) = span {
+            span.end(status);
+        }
         let (status, headers, body) = match answer {
             Err(_) => return Err(unavailable("it did not answer in time")),
             Ok(Err(e)) => {

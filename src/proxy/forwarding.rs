@@ -81,8 +81,39 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// The request's trace context for the app: streamgate's `traceparent`
+    /// (a span of this attempt), and `tracestate` only as a trusted caller
+    /// sent it; whatever the client sent of either is replaced or removed
+    /// (see `telemetry::trace`).
+    pub(super) fn forward_trace(
+        &self,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut super::RequestCtx,
+    ) -> Result<()> {
+        upstream_request.remove_header(&TRACEPARENT);
+        upstream_request.remove_header(&TRACESTATE);
+        let (Some(trace), Some(upstream)) = (&mut ctx.trace, &ctx.upstream) else {
+            return Ok(());
+        };
+        let headers = trace.start_upstream(
+            &self.tracing,
+            upstream_request.method.as_str(),
+            &upstream.name,
+            &upstream.peer._address,
+        );
+        for (name, value) in headers {
+            upstream_request.insert_header(name, value)?;
+        }
+        Ok(())
+    }
+}
+
+const TRACEPARENT: header::HeaderName = header::HeaderName::from_static("traceparent");
+const TRACESTATE: header::HeaderName = header::HeaderName::from_static("tracestate");
+
 /// Whether the client's connection is TLS (a `tls` listener).
-fn over_tls(session: &Session) -> bool {
+pub(super) fn over_tls(session: &Session) -> bool {
     session
         .digest()
         .is_some_and(|digest| digest.ssl_digest.is_some())

@@ -55,6 +55,7 @@ use crate::respond::Answer;
 use crate::routing::{DirectResponse, RouteTable};
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogSettings, AccessRecord};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::trace::{Finished, Tracing};
 use crate::token::{SignerSlot, TokenMinter};
 use crate::upstream::{UnknownUpstream, Upstream, Upstreams};
 
@@ -80,19 +81,22 @@ pub struct Gateway {
     connector: Connector,
     metrics: Arc<Metrics>,
     access_log: AccessLogSettings,
+    tracing: Arc<Tracing>,
 }
 
 impl Gateway {
     /// `upstreams` and `metrics` are shared with the admin listener, `signer`
-    /// with the secret watcher; `connector` makes the forward-auth session
-    /// checks. Fails only if the configuration names an upstream it does not
-    /// define, which its check refuses.
+    /// with the secret watcher, `tracing` with the server (which flushes it
+    /// at exit); `connector` makes the forward-auth session checks. Fails
+    /// only if the configuration names an upstream it does not define, which
+    /// its check refuses.
     pub fn new(
         config: Config,
         upstreams: &Upstreams,
         signer: Arc<SignerSlot>,
         metrics: Arc<Metrics>,
         connector: Connector,
+        tracing: Arc<Tracing>,
     ) -> Result<Self, UnknownUpstream> {
         let mut spoofable_headers = Vec::new();
         let routes = config.routes.try_map(|label, action| match action {
@@ -121,7 +125,19 @@ impl Gateway {
             connector,
             metrics,
             access_log: config.access_log,
+            tracing,
         })
+    }
+
+    /// The request's id and trace, before anything can answer it.
+    fn identify_request(&self, session: &Session, ctx: &mut RequestCtx) {
+        let request = session.req_header();
+        ctx.request_id = request_id::accept_or_generate(request.headers.get(X_REQUEST_ID));
+        let trusted = peer_ip(session).is_some_and(|ip| self.trusted.contains(ip));
+        ctx.trace = Some(
+            self.tracing
+                .start(request.method.as_str(), &request.headers, trusted),
+        );
     }
 
     /// The answer to a CORS preflight for a token route with a CORS policy,
@@ -156,8 +172,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.request_id =
-            request_id::accept_or_generate(session.req_header().headers.get(X_REQUEST_ID));
+        self.identify_request(session, ctx);
         if framing::admit(session, ctx).await? {
             return Ok(true);
         }
@@ -188,6 +203,11 @@ impl ProxyHttp for Gateway {
                 .await?;
             return Ok(true);
         };
+        if self.tracing.exporting() {
+            if let Some(trace) = &ctx.trace {
+                trace.set_route(request.method.as_str(), &route.template());
+            }
+        }
         match &route.action {
             Target::Proxy(upstream) => match grpc::deadline(request) {
                 Ok(deadline) => {
@@ -216,9 +236,14 @@ impl ProxyHttp for Gateway {
                 // Recorded first: a request that fails while its body is read
                 // is still logged under its route.
                 let token_route = ctx.token_route.insert(Arc::clone(token_route));
-                let outcome = self.token_answer(session, token_route).await?;
+                let outcome = self
+                    .token_answer(session, token_route, ctx.trace.as_ref())
+                    .await?;
                 ctx.user_id = outcome.user_id;
                 ctx.refusal = outcome.refusal;
+                if let Some(trace) = &ctx.trace {
+                    trace.token_outcome(token_route.kind.as_str(), ctx.refusal);
+                }
                 // Observed before the write, so that a client holding the answer
                 // always finds it counted.
                 token_route
@@ -257,7 +282,8 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.upstream_sent = Some(Instant::now());
         path::forward_path(upstream_request, ctx)?;
-        self.forward_headers(session, upstream_request, &ctx.request_id)
+        self.forward_headers(session, upstream_request, &ctx.request_id)?;
+        self.forward_trace(upstream_request, ctx)
     }
 
     async fn fail_to_proxy(
@@ -285,9 +311,10 @@ impl ProxyHttp for Gateway {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
         if let (Some(sent), Some(upstream)) = (ctx.upstream_sent, &ctx.upstream) {
             upstream
                 .metrics
@@ -350,13 +377,30 @@ impl ProxyHttp for Gateway {
         if let Some(code) = grpc_status {
             self.metrics.grpc_responses.with_label_values(&[code]).inc();
         }
+        let request = session.req_header();
+        let trace_id = ctx.trace.as_ref().map(|trace| trace.trace_id());
+        if let Some(trace) = ctx.trace.take() {
+            trace.end(&Finished {
+                method: request.method.as_str(),
+                path: request.uri.path(),
+                scheme: if forwarding::over_tls(session) {
+                    "https"
+                } else {
+                    "http"
+                },
+                protocol_version: protocol.version(),
+                client: peer_ip(session),
+                status,
+                upstream_status: ctx.upstream_status,
+            });
+        }
         if self.access_log.format == AccessLogFormat::Off {
             return;
         }
-        let request = session.req_header();
         AccessRecord {
             timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             request_id: ctx.request_id.to_str().unwrap_or("-"),
+            trace_id: trace_id.as_deref(),
             client_ip: peer_ip(session).map(|ip| ip.to_string()),
             method: request.method.as_str(),
             path: request.uri.path(),

@@ -12,6 +12,7 @@ use pingora::proxy::Session;
 
 use super::forward_auth::SessionCheck;
 use super::forwarding::peer_ip;
+use crate::telemetry::trace::RequestTrace;
 use super::framing;
 use super::Gateway;
 use crate::config::TokenRouteSettings;
@@ -122,9 +123,10 @@ impl Gateway {
         &self,
         session: &mut Session,
         route: &TokenRoute,
+        trace: Option<&RequestTrace>,
     ) -> Result<TokenOutcome> {
         let origin = session.req_header().headers.get(header::ORIGIN).cloned();
-        let mut outcome = self.mint(session, route).await?;
+        let mut outcome = self.mint(session, route, trace).await?;
         if let Some(cors) = &route.cors {
             outcome.answer = outcome
                 .answer
@@ -141,7 +143,12 @@ impl Gateway {
         Ok(outcome)
     }
 
-    async fn mint(&self, session: &mut Session, route: &TokenRoute) -> Result<TokenOutcome> {
+    async fn mint(
+        &self,
+        session: &mut Session,
+        route: &TokenRoute,
+        trace: Option<&RequestTrace>,
+    ) -> Result<TokenOutcome> {
         let headers = &session.req_header().headers;
         let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
         let content_length = headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes());
@@ -171,7 +178,7 @@ impl Gateway {
                 return Ok(self.rate_limited(route, "client_ip", retry_after_seconds));
             }
         }
-        let identity = match self.identify(session, route, peer).await {
+        let identity = match self.identify(session, route, peer, trace).await {
             Ok(identity) => identity,
             Err(error) => {
                 self.metrics
@@ -229,6 +236,7 @@ impl Gateway {
         session: &Session,
         route: &TokenRoute,
         peer: Option<std::net::IpAddr>,
+        trace: Option<&RequestTrace>,
     ) -> Result<Option<Identity>, IdentityError> {
         let headers = &session.req_header().headers;
         match &route.caller {
@@ -249,7 +257,11 @@ impl Gateway {
                 .map(Some)
             }
             Caller::ForwardAuth(check) => check
-                .identify(&self.connector, session.req_header())
+                .identify(
+                    &self.connector,
+                    session.req_header(),
+                    trace.map(|trace| (&*self.tracing, trace)),
+                )
                 .await
                 .map(Some),
         }

@@ -46,6 +46,15 @@ impl<A> Route<A> {
 
     /// `POST /api/tokens/user`, `* /static/*`: how the route reads in logs and
     /// metric labels.
+    /// The path pattern, OpenTelemetry's `http.route`: the path itself, or
+    /// the prefix followed by `*`.
+    pub fn template(&self) -> std::borrow::Cow<'_, str> {
+        match &self.path {
+            PathMatch::Exact(p) => std::borrow::Cow::Borrowed(p),
+            PathMatch::Prefix(p) => std::borrow::Cow::Owned(format!("{p}*")),
+        }
+    }
+
     pub fn describe(&self) -> String {
         let method = self.method.as_ref().map_or("*", http::Method::as_str);
         match &self.path {

@@ -315,6 +315,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Downstream<A> {
         AccessRecord {
             timestamp: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             request_id: request_id.to_str().unwrap_or("-"),
+            trace_id: None,
             client_ip: client_ip.map(|ip| ip.to_string()),
             method: "-",
             path: "-",

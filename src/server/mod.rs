@@ -51,6 +51,7 @@ use crate::identity::JwksKeys;
 use crate::proxy::Gateway;
 use crate::reload::{self, Applied, Reload, WatchedFile};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::trace::Tracing;
 use crate::token::SignerSlot;
 use crate::upstream::{Upstream, Upstreams};
 use downstream::Downstream;
@@ -136,12 +137,15 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     let listen: Vec<String> = proxy_sockets.iter().map(Bound::key).collect();
     let admin_listen = config.admin.listen;
     let (http, access_log) = (config.http, config.access_log.format);
+    let tracing = Tracing::new(&config.tracing).unwrap_or_else(|e| fail_to_start(&e));
+    let tracing = Arc::new(tracing);
     let gateway = Gateway::new(
         config,
         &upstreams,
         signer,
         Arc::clone(&metrics),
         connector(),
+        Arc::clone(&tracing),
     );
     let gateway = gateway.unwrap_or_else(|e| fail_to_start(&e));
     let proxy = proxy_app(&server.configuration, gateway, &http);
@@ -163,8 +167,27 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
         }),
     });
     remove_own_pid_file(&settings.pid_file);
+    tracing.shutdown();
     log::info!("streamgate stopped");
     std::process::exit(0)
+}
+
+/// `admin.readiness_probe` with the upstream it asks.
+fn readiness_probe(
+    config: &Config,
+    upstreams: &Upstreams,
+) -> Option<(crate::config::ReadinessProbe, Arc<crate::upstream::Upstream>)> {
+    config
+        .admin
+        .readiness_probe
+        .clone()
+        .map(|probe| {
+            upstreams
+                .get(&probe.upstream)
+                .map(|upstream| (probe, upstream))
+        })
+        .transpose()
+        .unwrap_or_else(|e| fail_to_start(&e))
 }
 
 /// Fetches the identity providers' key sets in the background; the sets, for

@@ -45,6 +45,10 @@ impl Default for AccessLogSettings {
 pub struct AccessRecord<'a> {
     pub timestamp: String,
     pub request_id: &'a str,
+    /// The W3C trace id (32 hex digits) the app received in `traceparent`;
+    /// absent for a request refused before its head was parsed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<&'a str>,
     pub client_ip: Option<String>,
     pub method: &'a str,
     pub path: &'a str,
@@ -82,7 +86,7 @@ impl AccessRecord<'_> {
             AccessLogFormat::Json => serde_json::to_vec(self).ok(),
             AccessLogFormat::Text => Some(
                 format!(
-                    "{} {} {} \"{} {}{}{} {}\" {} {} {:.3}ms route={} upstream={} user={} grpc_status={} reason={}",
+                    "{} {} {} \"{} {}{}{} {}\" {} {} {:.3}ms route={} upstream={} user={} grpc_status={} reason={} trace={}",
                     self.timestamp,
                     self.request_id,
                     self.client_ip.as_deref().unwrap_or("-"),
@@ -99,6 +103,7 @@ impl AccessRecord<'_> {
                     self.user_id.unwrap_or("-"),
                     self.grpc_status.unwrap_or("-"),
                     self.reason.unwrap_or("-"),
+                    self.trace_id.unwrap_or("-"),
                 )
                 .into_bytes(),
             ),
@@ -145,6 +150,7 @@ mod tests {
         AccessRecord {
             timestamp: "2026-11-28T22:00:00.000Z".into(),
             request_id: "abc",
+            trace_id: Some("0af7651916cd43dd8448eb211c80319c"),
             client_ip: Some("127.0.0.1".into()),
             method: "POST",
             path: "/api/tokens/user",
@@ -169,6 +175,7 @@ mod tests {
         assert_eq!(json["status"], 200);
         assert_eq!(json["user_id"], "alice");
         assert_eq!(json["protocol"], "h2");
+        assert_eq!(json["trace_id"], "0af7651916cd43dd8448eb211c80319c");
         assert!(
             json.get("query").is_none()
                 && json.get("upstream").is_none()
@@ -180,7 +187,10 @@ mod tests {
             text.contains("\"POST /api/tokens/user h2\" 200 312"),
             "{text}"
         );
-        assert!(text.ends_with(" reason=-"), "{text}");
+        assert!(
+            text.ends_with(" reason=- trace=0af7651916cd43dd8448eb211c80319c"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -54,6 +54,16 @@ pub enum MintKind {
     CallToken,
 }
 
+impl MintKind {
+    /// The YAML name: `user_token` or `call_token`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MintKind::UserToken => "user_token",
+            MintKind::CallToken => "call_token",
+        }
+    }
+}
+
 /// The authenticated caller, already mapped to a Stream user id: what an
 /// identity mode hands the contract.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,6 +31,8 @@ pub struct SessionLog {
     pub checks: AtomicUsize,
     /// Header names of the last check, sorted.
     pub last_headers: Mutex<Vec<String>>,
+    /// The last check's `traceparent`.
+    pub last_traceparent: Mutex<Option<String>>,
 }
 
 impl App {
@@ -62,6 +64,10 @@ async fn me(State(log): State<Arc<SessionLog>>, headers: HeaderMap) -> axum::res
     let mut names: Vec<String> = headers.keys().map(|k| k.to_string()).collect();
     names.sort();
     *log.last_headers.lock().unwrap() = names;
+    *log.last_traceparent.lock().unwrap() = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let from_cookie = headers
         .get("cookie")
         .and_then(|v| v.to_str().ok())

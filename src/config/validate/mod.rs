@@ -87,6 +87,7 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
         access_log: raw.access_log?,
         server: server?,
         http: http?,
+        tracing: raw.tracing?,
         watched_files: followed.files,
         key_sets: followed.key_sets,
         load_warnings: warnings,

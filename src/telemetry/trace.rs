@@ -1,0 +1,721 @@
+//! Distributed tracing: W3C Trace Context on every request, and spans sent
+//! to an OpenTelemetry collector over OTLP/HTTP when `tracing.otlp` is set.
+//!
+//! Propagation happens with or without export. A `traceparent` from a
+//! trusted peer (`trusted_cidrs`: the ingress or auth proxy in front) is
+//! continued, so that a trace started in front goes on through streamgate
+//! to the app, with its `tracestate`. From anyone else it is not believed: a
+//! client must not be able to join its requests to the operator's traces,
+//! pick their ids or force them to be sampled. A new trace starts, and the
+//! client's context is kept only as a span link (OpenTelemetry's advice for
+//! public endpoints). Either way the app receives streamgate's own
+//! `traceparent`, never the client's.
+//!
+//! Export uses the OpenTelemetry SDK's batch processor: a finished span goes
+//! into a bounded queue (`max_queue_size`; when it is full the span is
+//! dropped) and a thread of its own sends
+//! batches, so a slow or absent collector never holds a request or grows
+//! memory. Span and attribute names follow OpenTelemetry's semantic
+//! conventions for HTTP (`http.request.method`, `url.path`,
+//! `http.response.status_code`, `server.address`...); what is streamgate's
+//! own is under `streamgate.`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{
+    Link, SpanContext, SpanKind, SpanRef, Status, TraceContextExt, TraceFlags, TraceState,
+    Tracer as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, Sampler, SdkTracer,
+    SdkTracerProvider,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The `tracing:` section of the configuration: W3C trace context is always
+/// propagated (continued from `trusted_cidrs` only); spans are sent when
+/// `otlp` is set.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Tracing")]
+pub struct TracingSettings {
+    /// Where spans are sent; without it, trace context is still propagated
+    /// and logged, and no span is recorded.
+    #[serde(default)]
+    pub otlp: Option<OtlpSettings>,
+    /// The share of new traces recorded, 0.0 to 1.0 (default 1.0); a
+    /// continued trace follows its caller's `sampled` flag.
+    #[serde(default = "all", deserialize_with = "ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub sampling_ratio: f64,
+    /// The `service.name` resource attribute of the exported spans (default
+    /// `streamgate`).
+    #[serde(default = "streamgate")]
+    pub service_name: String,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        TracingSettings {
+            otlp: None,
+            sampling_ratio: all(),
+            service_name: streamgate(),
+        }
+    }
+}
+
+fn all() -> f64 {
+    1.0
+}
+
+fn streamgate() -> String {
+    "streamgate".into()
+}
+
+fn ratio<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "must be between 0.0 and 1.0, got {value}"
+        )))
+    }
+}
+
+/// `tracing.otlp`: the collector's OTLP/HTTP traces endpoint and the
+/// exporter's bounds.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Otlp")]
+pub struct OtlpSettings {
+    /// The full URL spans are POSTed to (protobuf), `http` or `https`,
+    /// without credentials, e.g. `http://127.0.0.1:4318/v1/traces`.
+    #[schemars(with = "String", regex(pattern = "^https?://"))]
+    pub endpoint: OtlpEndpoint,
+    /// Each export's limit, connecting included (default `10s`).
+    #[serde(default = "export_timeout", with = "humantime_serde")]
+    #[schemars(schema_with = "crate::config::duration_schema")]
+    pub timeout: Duration,
+    /// Finished spans waiting to be sent, at most (default 2048); more are
+    /// dropped.
+    #[serde(default = "queue_size", deserialize_with = "at_least_one")]
+    #[schemars(range(min = 1))]
+    pub max_queue_size: usize,
+}
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    match usize::deserialize(deserializer)? {
+        0 => Err(serde::de::Error::custom("must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn export_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn queue_size() -> usize {
+    2048
+}
+
+/// An `http` or `https` URL without credentials (it is logged and shown by
+/// `/config_dump`; a collector's credentials belong in a header, which
+/// streamgate does not send).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OtlpEndpoint(url::Url);
+
+impl TryFrom<String> for OtlpEndpoint {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let url = url::Url::parse(&text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("{text:?}: the scheme must be http or https"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "{}: a URL with credentials would be logged; the collector must accept \
+                 spans without them",
+                url.host_str().unwrap_or("the endpoint")
+            ));
+        }
+        Ok(OtlpEndpoint(url))
+    }
+}
+
+impl fmt::Display for OtlpEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Builds the per-request traces; shared by every request.
+pub struct Tracing {
+    propagator: TraceContextPropagator,
+    ids: RandomIdGenerator,
+    export: Option<(SdkTracerProvider, SdkTracer)>,
+}
+
+impl Tracing {
+    /// Starts the exporter's thread when `settings.otlp` is set. Fails when
+    /// the exporter cannot be built (an endpoint the SDK refuses).
+    pub fn new(settings: &TracingSettings) -> Result<Tracing, String> {
+        let export = match &settings.otlp {
+            None => None,
+            Some(otlp) => Some(exporting(settings, otlp)?),
+        };
+        Ok(Tracing {
+            propagator: TraceContextPropagator::new(),
+            ids: RandomIdGenerator::default(),
+            export,
+        })
+    }
+
+    /// The server span of a request with `headers` from `peer`: the caller's
+    /// trace continued when the peer is trusted, else a new one.
+    pub fn start(&self, method: &str, headers: &HeaderMap, trusted: bool) -> RequestTrace {
+        let received = self.propagator.extract(&Headers::new(headers));
+        let received = received.span().span_context().clone();
+        let (parent, link) = match (received.is_valid(), trusted) {
+            (true, true) => (Some(received), None),
+            (true, false) => (None, Some(received)),
+            (false, _) => (None, None),
+        };
+        let server = match &self.export {
+            Some((_, tracer)) => {
+                let mut builder = tracer
+                    .span_builder(method.to_owned())
+                    .with_kind(SpanKind::Server);
+                if let Some(link) = link {
+                    builder = builder.with_links(vec![Link::with_context(link)]);
+                }
+                let cx = parent.map_or_else(Context::new, |parent| {
+                    Context::new().with_remote_span_context(parent)
+                });
+                let span = builder.start_with_context(tracer, &cx);
+                Context::new().with_span(span)
+            }
+            None => {
+                let (trace_id, flags, state) = match parent {
+                    Some(parent) => (
+                        parent.trace_id(),
+                        parent.trace_flags(),
+                        parent.trace_state().clone(),
+                    ),
+                    // Sampled, so that an app whose own sampler follows its
+                    // caller (the default) keeps recording.
+                    None => (
+                        self.ids.new_trace_id(),
+                        TraceFlags::SAMPLED,
+                        TraceState::default(),
+                    ),
+                };
+                Context::new().with_remote_span_context(SpanContext::new(
+                    trace_id,
+                    self.ids.new_span_id(),
+                    flags,
+                    false,
+                    state,
+                ))
+            }
+        };
+        RequestTrace {
+            server,
+            upstream: None,
+        }
+    }
+
+    /// A child of `parent` of `kind`: a real span when exporting, else a
+    /// new span id in the same trace, for the `traceparent` sent on.
+    fn child(&self, parent: &Context, name: Cow<'static, str>, kind: SpanKind) -> Context {
+        match &self.export {
+            Some((_, tracer)) => {
+                let span = tracer
+                    .span_builder(name)
+                    .with_kind(kind)
+                    .start_with_context(tracer, parent);
+                parent.with_span(span)
+            }
+            None => {
+                let span = parent.span();
+                let of = span.span_context();
+                parent.with_remote_span_context(SpanContext::new(
+                    of.trace_id(),
+                    self.ids.new_span_id(),
+                    of.trace_flags(),
+                    false,
+                    of.trace_state().clone(),
+                ))
+            }
+        }
+    }
+
+    /// Whether spans are sent anywhere (`tracing.otlp`): what is recorded
+    /// only for them is skipped otherwise.
+    pub fn exporting(&self) -> bool {
+        self.export.is_some()
+    }
+
+    /// Sends what is queued and stops the exporter's thread.
+    pub fn shutdown(&self) {
+        if let Some((provider, _)) = &self.export {
+            if let Err(e) = provider.shutdown() {
+                log::warn!("tracing: the last spans could not be sent: {e}");
+            }
+        }
+    }
+
+    /// `traceparent` (and `tracestate`) for a request made in `cx`.
+    fn inject(&self, cx: &Context, headers: &mut Vec<(HeaderName, HeaderValue)>) {
+        self.propagator.inject_context(cx, &mut Collected(headers));
+    }
+}
+
+fn exporting(
+    settings: &TracingSettings,
+    otlp: &OtlpSettings,
+) -> Result<(SdkTracerProvider, SdkTracer), String> {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(otlp.endpoint.0.as_str())
+        .with_timeout(otlp.timeout)
+        .with_http_client(Blocking::new(otlp.timeout))
+        .build()
+        .map_err(|e| format!("tracing.otlp: {e}"))?;
+    let batch = BatchConfigBuilder::default()
+        .with_max_queue_size(otlp.max_queue_size)
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(batch)
+                .build(),
+        )
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            settings.sampling_ratio,
+        ))))
+        .with_resource(
+            opentelemetry_sdk::Resource::builder_empty()
+                .with_service_name(settings.service_name.clone())
+                .with_attribute(KeyValue::new(
+                    "service.version",
+                    crate::version::VERSION,
+                ))
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("streamgate");
+    Ok((provider, tracer))
+}
+
+/// One request's spans: the server span, and the span of the current
+/// attempt to reach the app.
+pub struct RequestTrace {
+    server: Context,
+    upstream: Option<Context>,
+}
+
+impl RequestTrace {
+    /// The trace id, 32 lowercase hex digits, for the access log.
+    pub fn trace_id(&self) -> String {
+        self.server.span().span_context().trace_id().to_string()
+    }
+
+    /// Names the server span after the route (`{method} {route}`, the
+    /// semantic conventions' form) and records it as `http.route`.
+    pub fn set_route(&self, method: &str, route: &str) {
+        recording(&self.server, |span| {
+            span.update_name(format!("{method} {route}"));
+            span.set_attribute(KeyValue::new("http.route", route.to_owned()));
+        });
+    }
+
+    /// Starts the span of an attempt to reach the app (a retry ends the
+    /// previous one as failed) and returns the headers that carry it.
+    pub fn start_upstream(
+        &mut self,
+        tracing: &Tracing,
+        method: &str,
+        upstream: &str,
+        address: &dyn fmt::Display,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        if let Some(previous) = self.upstream.take() {
+            recording(&previous, |span| {
+                span.set_status(Status::error("retried on a new connection"));
+            });
+            previous.span().end();
+        }
+        let cx = tracing.child(&self.server, Cow::Owned(method.to_owned()), SpanKind::Client);
+        recording(&cx, |span| {
+            span.set_attribute(KeyValue::new("http.request.method", method.to_owned()));
+            span.set_attribute(KeyValue::new("streamgate.upstream", upstream.to_owned()));
+            span.set_attribute(KeyValue::new("server.address", address.to_string()));
+        });
+        let mut headers = Vec::with_capacity(2);
+        tracing.inject(&cx, &mut headers);
+        self.upstream = Some(cx);
+        headers
+    }
+
+    /// A sub-request's span (forward-auth's session check) and the headers
+    /// that carry it; ended by [`SubRequest::end`].
+    pub fn start_sub_request(
+        &self,
+        tracing: &Tracing,
+        method: &str,
+        upstream: &str,
+        path: &str,
+    ) -> SubRequest {
+        let cx = tracing.child(&self.server, Cow::Owned(method.to_owned()), SpanKind::Client);
+        recording(&cx, |span| {
+            span.set_attribute(KeyValue::new("http.request.method", method.to_owned()));
+            span.set_attribute(KeyValue::new("url.path", path.to_owned()));
+            span.set_attribute(KeyValue::new("streamgate.upstream", upstream.to_owned()));
+            span.set_attribute(KeyValue::new("streamgate.forward_auth", true));
+        });
+        let mut headers = Vec::with_capacity(2);
+        tracing.inject(&cx, &mut headers);
+        SubRequest { cx, headers }
+    }
+
+    /// Records a token request's outcome on the server span: `issued`, or
+    /// `refused` with the refusal's reason code.
+    pub fn token_outcome(&self, kind: &'static str, refusal: Option<&'static str>) {
+        recording(&self.server, |span| {
+            span.set_attribute(KeyValue::new("streamgate.token.kind", kind));
+            let outcome = if refusal.is_some() { "refused" } else { "issued" };
+            span.set_attribute(KeyValue::new("streamgate.token.outcome", outcome));
+            if let Some(reason) = refusal {
+                span.set_attribute(KeyValue::new("streamgate.token.refusal_reason", reason));
+            }
+        });
+    }
+
+    /// Ends the spans with the answer's status (0 when none was sent) and
+    /// the app's, when it answered.
+    pub fn end(self, request: &Finished<'_>) {
+        if let Some(upstream) = self.upstream {
+            recording(&upstream, |span| match request.upstream_status {
+                Some(status) => {
+                    span.set_attribute(KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(status),
+                    ));
+                    if status >= 500 {
+                        span.set_status(Status::error(""));
+                    }
+                }
+                None => span.set_status(Status::error("no response from the app")),
+            });
+            upstream.span().end();
+        }
+        recording(&self.server, |span| server_attributes(span, request));
+        self.server.span().end();
+    }
+}
+
+fn server_attributes(span: &SpanRef<'_>, request: &Finished<'_>) {
+        span.set_attribute(KeyValue::new(
+            "http.request.method",
+            request.method.to_owned(),
+        ));
+        span.set_attribute(KeyValue::new("url.path", request.path.to_owned()));
+        span.set_attribute(KeyValue::new("url.scheme", request.scheme));
+        span.set_attribute(KeyValue::new(
+            "network.protocol.version",
+            request.protocol_version,
+        ));
+        if let Some(client) = request.client {
+            span.set_attribute(KeyValue::new("client.address", client.to_string()));
+        }
+        if request.status != 0 {
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(request.status),
+            ));
+        }
+        // A server span is an error for 5xx only: 4xx are the client's.
+        if request.status >= 500 || request.status == 0 {
+            span.set_status(Status::error(""));
+        }
+}
+
+/// Runs `record` on the span of `cx` only if it is recorded (exported and
+/// sampled): attributes cost allocations that nobody would read otherwise.
+fn recording(cx: &Context, record: impl FnOnce(&SpanRef<'_>)) {
+    let span = cx.span();
+    if span.is_recording() {
+        record(&span);
+    }
+}
+
+/// What the server span records when the request is done.
+pub struct Finished<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub scheme: &'static str,
+    /// `1.0`, `1.1` or `2`.
+    pub protocol_version: &'static str,
+    pub client: Option<IpAddr>,
+    pub status: u16,
+    pub upstream_status: Option<u16>,
+}
+
+/// A sub-request's span and the headers to send with it.
+pub struct SubRequest {
+    cx: Context,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl SubRequest {
+    /// Ends the span with the status the app answered, or as failed.
+    pub fn end(self, status: Option<u16>) {
+        recording(&self.cx, |span| match status {
+            Some(status) => {
+                span.set_attribute(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status),
+                ));
+                if status >= 500 {
+                    span.set_status(Status::error(""));
+                }
+            }
+            None => span.set_status(Status::error("no answer")),
+        });
+        self.cx.span().end();
+    }
+}
+
+/// The request's headers as the propagator reads them.
+struct Headers<'a> {
+    map: &'a HeaderMap,
+    /// Several `tracestate` headers, joined: they are one list (W3C Trace
+    /// Context §3.3.1); `None` for the usual one or none.
+    tracestate: Option<String>,
+}
+
+impl<'a> Headers<'a> {
+    fn new(map: &'a HeaderMap) -> Self {
+        let states = map.get_all("tracestate");
+        let tracestate = (states.iter().nth(1).is_some()).then(|| {
+            states
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        Headers { map, tracestate }
+    }
+}
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        if let (Some(joined), "tracestate") = (&self.tracestate, key) {
+            return Some(joined);
+        }
+        // A repeated traceparent is ambiguous (W3C Trace Context §3.2):
+        // none is believed.
+        let mut values = self.map.get_all(key).iter();
+        let first = values.next()?;
+        values.next().is_none().then(|| first.to_str().ok())?
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.map.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+struct Collected<'a>(&'a mut Vec<(HeaderName, HeaderValue)>);
+
+impl Injector for Collected<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        // The propagator writes `tracestate` even when it is empty.
+        if value.is_empty() {
+            return;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.push((name, value));
+        }
+    }
+}
+
+/// The exporter's HTTP client: reqwest's blocking client, made on the
+/// batch processor's own thread the first time it sends (a blocking client
+/// must not be made or dropped inside the async runtime).
+struct Blocking {
+    timeout: Duration,
+    client: OnceLock<reqwest::blocking::Client>,
+}
+
+impl Blocking {
+    fn new(timeout: Duration) -> Self {
+        Blocking {
+            timeout,
+            client: OnceLock::new(),
+        }
+    }
+}
+
+impl fmt::Debug for Blocking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("reqwest::blocking::Client")
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for Blocking {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let client = match self.client.get() {
+            Some(client) => client,
+            None => {
+                let built = reqwest::blocking::Client::builder()
+                    .timeout(self.timeout)
+                    .connect_timeout(self.timeout)
+                    .build()?;
+                self.client.get_or_init(|| built)
+            }
+        };
+        let request = reqwest::blocking::Request::try_from(request)?;
+        let response = client.execute(request)?;
+        let mut answer = http::Response::builder().status(response.status());
+        for (name, value) in response.headers() {
+            answer = answer.header(name, value);
+        }
+        Ok(answer.body(response.bytes()?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    fn sent(trace: &mut RequestTrace, tracing: &Tracing) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in trace.start_upstream(tracing, "GET", "app", &"127.0.0.1:8080") {
+            map.append(name, value);
+        }
+        map
+    }
+
+    fn parts(map: &HeaderMap) -> Vec<String> {
+        map["traceparent"]
+            .to_str()
+            .unwrap()
+            .split('-')
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_trusted_callers_trace_is_continued_with_its_state() {
+        let tracing = Tracing::new(&TracingSettings::default()).unwrap();
+        let received = headers(&[("traceparent", PARENT), ("tracestate", "vendor=abc")]);
+        let mut trace = tracing.start("GET", &received, true);
+        assert_eq!(trace.trace_id(), "0af7651916cd43dd8448eb211c80319c");
+        let sent = sent(&mut trace, &tracing);
+        let parts = parts(&sent);
+        assert_eq!(parts[1], "0af7651916cd43dd8448eb211c80319c");
+        assert_ne!(parts[2], "b7ad6b7169203331", "streamgate's own span id");
+        assert_eq!(parts[3], "01");
+        assert_eq!(sent["tracestate"], "vendor=abc");
+    }
+
+    #[test]
+    fn an_untrusted_callers_trace_is_not_believed() {
+        let tracing = Tracing::new(&TracingSettings::default()).unwrap();
+        let received = headers(&[("traceparent", PARENT), ("tracestate", "vendor=abc")]);
+        let mut trace = tracing.start("GET", &received, false);
+        assert_ne!(trace.trace_id(), "0af7651916cd43dd8448eb211c80319c");
+        let sent = sent(&mut trace, &tracing);
+        assert_eq!(parts(&sent)[1], trace.trace_id());
+        assert!(sent.get("tracestate").is_none());
+    }
+
+    #[test]
+    fn malformed_or_repeated_contexts_start_a_new_trace() {
+        let tracing = Tracing::new(&TracingSettings::default()).unwrap();
+        for received in [
+            headers(&[("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331")]),
+            headers(&[("traceparent", "00-00000000000000000000000000000000-b7ad6b7169203331-01")]),
+            headers(&[("traceparent", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]),
+            headers(&[("traceparent", "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01")]),
+            headers(&[("traceparent", PARENT), ("traceparent", PARENT)]),
+        ] {
+            let mut trace = tracing.start("GET", &received, true);
+            assert_ne!(trace.trace_id(), "0af7651916cd43dd8448eb211c80319c");
+            let sent = sent(&mut trace, &tracing);
+            let parts = parts(&sent);
+            assert_eq!(parts.len(), 4, "{sent:?}");
+            assert_eq!((parts[0].as_str(), parts[3].as_str()), ("00", "01"));
+            assert_eq!(parts[1], trace.trace_id());
+        }
+    }
+
+    #[test]
+    fn repeated_tracestate_headers_are_one_list() {
+        let tracing = Tracing::new(&TracingSettings::default()).unwrap();
+        let received = headers(&[
+            ("traceparent", PARENT),
+            ("tracestate", "a=1"),
+            ("tracestate", "b=2"),
+        ]);
+        let mut trace = tracing.start("GET", &received, true);
+        assert_eq!(sent(&mut trace, &tracing)["tracestate"], "a=1,b=2");
+    }
+
+    #[test]
+    fn an_unsampled_trusted_trace_stays_unsampled() {
+        let tracing = Tracing::new(&TracingSettings::default()).unwrap();
+        let unsampled = PARENT.replace("-01", "-00");
+        let mut trace = tracing.start("GET", &headers(&[("traceparent", &unsampled)]), true);
+        assert_eq!(parts(&sent(&mut trace, &tracing))[3], "00");
+    }
+
+    #[test]
+    fn endpoints_with_credentials_or_other_schemes_are_refused() {
+        for (text, expected) in [
+            ("http://user:pw@collector:4318/v1/traces", "credentials"),
+            ("grpc://collector:4317", "http or https"),
+            ("collector:4318", "scheme"),
+            ("not a url", "not a URL"),
+        ] {
+            let error = OtlpEndpoint::try_from(text.to_owned()).unwrap_err();
+            assert!(error.contains(expected), "{text}: {error}");
+            assert!(!error.contains("pw"), "{error}");
+        }
+        assert!(OtlpEndpoint::try_from("https://otel.example:4318/v1/traces".to_owned()).is_ok());
+    }
+}
