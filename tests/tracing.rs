@@ -75,7 +75,10 @@ async fn a_trusted_callers_trace_continues_to_the_app() {
     assert_eq!(sent.len(), 1, "{echo}");
     let sent = fields(sent[0]);
     assert_eq!((sent[0].as_str(), sent[1].as_str()), ("00", TRACE_ID));
-    assert_ne!(sent[2], PARENT_ID, "streamgate's own span is the app's parent");
+    assert_ne!(
+        sent[2], PARENT_ID,
+        "streamgate's own span is the app's parent"
+    );
     assert_eq!(sent[2].len(), 16);
     assert_eq!(sent[3], "01");
     assert_eq!(received(&echo, "tracestate"), ["vendor=abc"]);
@@ -98,10 +101,7 @@ async fn a_trusted_callers_trace_continues_to_the_app() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_untrusted_or_malformed_context_starts_a_new_trace() {
     let app = start_app().await;
-    let untrusted = Streamgate::start(&config_with(
-        app.addr,
-        "trusted_cidrs: [\"192.0.2.0/24\"]",
-    ));
+    let untrusted = Streamgate::start(&config_with(app.addr, "trusted_cidrs: [\"192.0.2.0/24\"]"));
     let parent = traceparent();
     let echo = echo_with(
         &untrusted,
@@ -119,10 +119,34 @@ async fn an_untrusted_or_malformed_context_starts_a_new_trace() {
     let trusted = Streamgate::start(&default_config(app.addr));
     let upper = parent.to_uppercase();
     for (id, headers) in [
-        ("repeated", vec![("traceparent", parent.as_str()), ("traceparent", parent.as_str())]),
-        ("short", vec![("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331")]),
-        ("zero", vec![("traceparent", "00-00000000000000000000000000000000-b7ad6b7169203331-01")]),
-        ("version-ff", vec![("traceparent", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]),
+        (
+            "repeated",
+            vec![
+                ("traceparent", parent.as_str()),
+                ("traceparent", parent.as_str()),
+            ],
+        ),
+        (
+            "short",
+            vec![(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            )],
+        ),
+        (
+            "zero",
+            vec![(
+                "traceparent",
+                "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            )],
+        ),
+        (
+            "version-ff",
+            vec![(
+                "traceparent",
+                "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )],
+        ),
         ("upper", vec![("traceparent", upper.as_str())]),
     ] {
         let echo = echo_with(&trusted, id, &headers).await;
@@ -145,23 +169,24 @@ struct Collector {
 
 async fn start_collector() -> Collector {
     let exports = Arc::new(Mutex::new(Vec::new()));
-    let router = Router::new()
-        .route(
-            "/v1/traces",
-            post(
-                |State(exports): State<Arc<Mutex<Vec<ExportTraceServiceRequest>>>>,
-                 body: Bytes| async move {
-                    let request = ExportTraceServiceRequest::decode(body)
-                        .expect("an ExportTraceServiceRequest");
-                    exports.lock().unwrap().push(request);
-                    (
-                        [("content-type", "application/x-protobuf")],
-                        Vec::<u8>::new(),
-                    )
-                },
-            ),
-        )
-        .with_state(Arc::clone(&exports));
+    let router =
+        Router::new()
+            .route(
+                "/v1/traces",
+                post(
+                    |State(exports): State<Arc<Mutex<Vec<ExportTraceServiceRequest>>>>,
+                     body: Bytes| async move {
+                        let request = ExportTraceServiceRequest::decode(body)
+                            .expect("an ExportTraceServiceRequest");
+                        exports.lock().unwrap().push(request);
+                        (
+                            [("content-type", "application/x-protobuf")],
+                            Vec::<u8>::new(),
+                        )
+                    },
+                ),
+            )
+            .with_state(Arc::clone(&exports));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -328,7 +353,10 @@ async fn a_token_requests_session_check_is_a_child_span() {
         &json!({"userId": "bob"}),
         &[
             ("cookie", "session=alice"),
-            ("traceparent", "00-11111111111111111111111111111111-2222222222222222-01"),
+            (
+                "traceparent",
+                "00-11111111111111111111111111111111-2222222222222222-01",
+            ),
         ],
     )
     .await;
@@ -436,10 +464,22 @@ async fn queued_spans_are_sent_at_shutdown() {
 fn tracing_settings_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     for (section, expected) in [
-        ("tracing: { sampling_ratio: 1.5 }", "tracing.sampling_ratio: must be between 0.0 and 1.0"),
-        ("tracing: { otlp: { endpoint: \"grpc://c:4317\" } }", "tracing.otlp.endpoint"),
-        ("tracing: { otlp: { endpoint: \"https://u:hunter2@c:4318/v1/traces\" } }", "credentials"),
-        ("tracing: { otlp: { endpoint: \"http://c:4318\", batch: 5 } }", "tracing.otlp.batch: unknown field `batch`"),
+        (
+            "tracing: { sampling_ratio: 1.5 }",
+            "tracing.sampling_ratio: must be between 0.0 and 1.0",
+        ),
+        (
+            "tracing: { otlp: { endpoint: \"grpc://c:4317\" } }",
+            "tracing.otlp.endpoint",
+        ),
+        (
+            "tracing: { otlp: { endpoint: \"https://u:hunter2@c:4318/v1/traces\" } }",
+            "credentials",
+        ),
+        (
+            "tracing: { otlp: { endpoint: \"http://c:4318\", batch: 5 } }",
+            "tracing.otlp.batch: unknown field `batch`",
+        ),
     ] {
         let config = config_with("127.0.0.1:1".parse().unwrap(), section)
             .replace("{port}", &free_port().to_string())

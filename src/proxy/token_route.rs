@@ -12,7 +12,6 @@ use pingora::proxy::Session;
 
 use super::forward_auth::SessionCheck;
 use super::forwarding::peer_ip;
-use crate::telemetry::trace::RequestTrace;
 use super::framing;
 use super::Gateway;
 use crate::config::TokenRouteSettings;
@@ -22,6 +21,7 @@ use crate::net::cors::CorsPolicy;
 use crate::net::forwarded::X_FORWARDED_FOR;
 use crate::respond::Answer;
 use crate::telemetry::metrics::{Metrics, TokenRouteMetrics};
+use crate::telemetry::trace::RequestTrace;
 use crate::token::{Identity, MintKind, Rejection};
 use crate::upstream::{UnknownUpstream, Upstreams};
 

@@ -172,24 +172,6 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     std::process::exit(0)
 }
 
-/// `admin.readiness_probe` with the upstream it asks.
-fn readiness_probe(
-    config: &Config,
-    upstreams: &Upstreams,
-) -> Option<(crate::config::ReadinessProbe, Arc<crate::upstream::Upstream>)> {
-    config
-        .admin
-        .readiness_probe
-        .clone()
-        .map(|probe| {
-            upstreams
-                .get(&probe.upstream)
-                .map(|upstream| (probe, upstream))
-        })
-        .transpose()
-        .unwrap_or_else(|e| fail_to_start(&e))
-}
-
 /// Fetches the identity providers' key sets in the background; the sets, for
 /// readiness.
 fn key_set_fetchers(server: &mut Server, config: &Config, metrics: &Metrics) -> Vec<Arc<JwksKeys>> {

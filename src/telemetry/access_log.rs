@@ -205,6 +205,6 @@ mod tests {
             serde_json::from_slice(&record.line(AccessLogFormat::Json).unwrap()).unwrap();
         assert_eq!(json["reason"], "token_expired");
         let text = String::from_utf8(record.line(AccessLogFormat::Text).unwrap()).unwrap();
-        assert!(text.ends_with(" reason=token_expired"), "{text}");
+        assert!(text.contains(" reason=token_expired trace="), "{text}");
     }
 }

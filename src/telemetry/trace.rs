@@ -311,10 +311,7 @@ fn exporting(
         .with_resource(
             opentelemetry_sdk::Resource::builder_empty()
                 .with_service_name(settings.service_name.clone())
-                .with_attribute(KeyValue::new(
-                    "service.version",
-                    crate::version::VERSION,
-                ))
+                .with_attribute(KeyValue::new("service.version", crate::version::VERSION))
                 .build(),
         )
         .build();
@@ -359,7 +356,11 @@ impl RequestTrace {
             });
             previous.span().end();
         }
-        let cx = tracing.child(&self.server, Cow::Owned(method.to_owned()), SpanKind::Client);
+        let cx = tracing.child(
+            &self.server,
+            Cow::Owned(method.to_owned()),
+            SpanKind::Client,
+        );
         recording(&cx, |span| {
             span.set_attribute(KeyValue::new("http.request.method", method.to_owned()));
             span.set_attribute(KeyValue::new("streamgate.upstream", upstream.to_owned()));
@@ -380,7 +381,11 @@ impl RequestTrace {
         upstream: &str,
         path: &str,
     ) -> SubRequest {
-        let cx = tracing.child(&self.server, Cow::Owned(method.to_owned()), SpanKind::Client);
+        let cx = tracing.child(
+            &self.server,
+            Cow::Owned(method.to_owned()),
+            SpanKind::Client,
+        );
         recording(&cx, |span| {
             span.set_attribute(KeyValue::new("http.request.method", method.to_owned()));
             span.set_attribute(KeyValue::new("url.path", path.to_owned()));
@@ -397,7 +402,11 @@ impl RequestTrace {
     pub fn token_outcome(&self, kind: &'static str, refusal: Option<&'static str>) {
         recording(&self.server, |span| {
             span.set_attribute(KeyValue::new("streamgate.token.kind", kind));
-            let outcome = if refusal.is_some() { "refused" } else { "issued" };
+            let outcome = if refusal.is_some() {
+                "refused"
+            } else {
+                "issued"
+            };
             span.set_attribute(KeyValue::new("streamgate.token.outcome", outcome));
             if let Some(reason) = refusal {
                 span.set_attribute(KeyValue::new("streamgate.token.refusal_reason", reason));
@@ -429,29 +438,29 @@ impl RequestTrace {
 }
 
 fn server_attributes(span: &SpanRef<'_>, request: &Finished<'_>) {
+    span.set_attribute(KeyValue::new(
+        "http.request.method",
+        request.method.to_owned(),
+    ));
+    span.set_attribute(KeyValue::new("url.path", request.path.to_owned()));
+    span.set_attribute(KeyValue::new("url.scheme", request.scheme));
+    span.set_attribute(KeyValue::new(
+        "network.protocol.version",
+        request.protocol_version,
+    ));
+    if let Some(client) = request.client {
+        span.set_attribute(KeyValue::new("client.address", client.to_string()));
+    }
+    if request.status != 0 {
         span.set_attribute(KeyValue::new(
-            "http.request.method",
-            request.method.to_owned(),
+            "http.response.status_code",
+            i64::from(request.status),
         ));
-        span.set_attribute(KeyValue::new("url.path", request.path.to_owned()));
-        span.set_attribute(KeyValue::new("url.scheme", request.scheme));
-        span.set_attribute(KeyValue::new(
-            "network.protocol.version",
-            request.protocol_version,
-        ));
-        if let Some(client) = request.client {
-            span.set_attribute(KeyValue::new("client.address", client.to_string()));
-        }
-        if request.status != 0 {
-            span.set_attribute(KeyValue::new(
-                "http.response.status_code",
-                i64::from(request.status),
-            ));
-        }
-        // A server span is an error for 5xx only: 4xx are the client's.
-        if request.status >= 500 || request.status == 0 {
-            span.set_status(Status::error(""));
-        }
+    }
+    // A server span is an error for 5xx only: 4xx are the client's.
+    if request.status >= 500 || request.status == 0 {
+        span.set_status(Status::error(""));
+    }
 }
 
 /// Runs `record` on the span of `cx` only if it is recorded (exported and
@@ -668,10 +677,22 @@ mod tests {
     fn malformed_or_repeated_contexts_start_a_new_trace() {
         let tracing = Tracing::new(&TracingSettings::default()).unwrap();
         for received in [
-            headers(&[("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331")]),
-            headers(&[("traceparent", "00-00000000000000000000000000000000-b7ad6b7169203331-01")]),
-            headers(&[("traceparent", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]),
-            headers(&[("traceparent", "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01")]),
+            headers(&[(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            )]),
+            headers(&[(
+                "traceparent",
+                "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            )]),
+            headers(&[(
+                "traceparent",
+                "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )]),
+            headers(&[(
+                "traceparent",
+                "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            )]),
             headers(&[("traceparent", PARENT), ("traceparent", PARENT)]),
         ] {
             let mut trace = tracing.start("GET", &received, true);
