@@ -159,6 +159,11 @@ const NOT_RUN: &[(&str, &str)] = &[
         "a benchmark: run by hand, reported in bench/results/h2-latest.md",
     ),
     (
+        "make bench-tracing",
+        "a benchmark under valgrind and wrk: run by hand, reported in \
+         bench/results/tracing-latest.md",
+    ),
+    (
         "make bench-profile",
         "a profile under valgrind: run by hand, reported in bench/results/profile-latest.md",
     ),
@@ -246,6 +251,8 @@ fn prose_commands(readme: &str) -> Vec<String> {
     markdown(readme)
         .spans
         .into_iter()
+        // A span wrapped across lines reads as one command.
+        .map(|span| span.split_whitespace().collect::<Vec<_>>().join(" "))
         .filter(|span| {
             let mut words = span.split(' ');
             let program = words.next().unwrap_or_default();
