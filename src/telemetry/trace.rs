@@ -418,19 +418,11 @@ impl RequestTrace {
     /// the app's, when it answered.
     pub fn end(self, request: &Finished<'_>) {
         if let Some(upstream) = self.upstream {
-            recording(&upstream, |span| match request.upstream_status {
-                Some(status) => {
-                    span.set_attribute(KeyValue::new(
-                        "http.response.status_code",
-                        i64::from(status),
-                    ));
-                    if status >= 500 {
-                        span.set_status(Status::error(""));
-                    }
-                }
-                None => span.set_status(Status::error("no response from the app")),
-            });
-            upstream.span().end();
+            end_client(
+                &upstream,
+                request.upstream_status,
+                "no response from the app",
+            );
         }
         recording(&self.server, |span| server_attributes(span, request));
         self.server.span().end();
@@ -493,20 +485,26 @@ pub struct SubRequest {
 impl SubRequest {
     /// Ends the span with the status the app answered, or as failed.
     pub fn end(self, status: Option<u16>) {
-        recording(&self.cx, |span| match status {
-            Some(status) => {
-                span.set_attribute(KeyValue::new(
-                    "http.response.status_code",
-                    i64::from(status),
-                ));
-                if status >= 500 {
-                    span.set_status(Status::error(""));
-                }
-            }
-            None => span.set_status(Status::error("no answer")),
-        });
-        self.cx.span().end();
+        end_client(&self.cx, status, "no answer");
     }
+}
+
+/// Ends a client span with the status its server answered (5xx is an
+/// error), or as failed with `absent` when it did not answer.
+fn end_client(cx: &Context, status: Option<u16>, absent: &'static str) {
+    recording(cx, |span| match status {
+        Some(status) => {
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            if status >= 500 {
+                span.set_status(Status::error(""));
+            }
+        }
+        None => span.set_status(Status::error(absent)),
+    });
+    cx.span().end();
 }
 
 /// The request's headers as the propagator reads them.
