@@ -28,9 +28,6 @@ pub use model::{
     ReadinessProbe, RouteAction, SecretSource, ServerSettings, StreamCredentials,
     TokenRouteSettings, UpstreamProtocol, UpstreamSettings,
 };
-/// The JSON Schema of a `humantime` duration, for sections whose shape lives
-/// beside their code (`tracing`).
-pub(crate) use raw::duration as duration_schema;
 pub use schema::schema;
 
 use crate::dev_jwt::is_development_key;

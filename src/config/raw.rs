@@ -287,7 +287,7 @@ fn deserialize_section<T: DeserializeOwned>(section: &str, value: Value) -> Resu
 
 /// A duration as `humantime` reads it: a number and a unit, several
 /// possibly (`500ms`, `5s`, `1m 30s`, `1h`); never a bare number.
-pub(crate) fn duration(_: &mut SchemaGenerator) -> Schema {
+fn duration(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
         "examples": ["500ms", "5s", "1m 30s"],
