@@ -24,11 +24,13 @@ test: deps lint-deps
 	$(MAKE) --no-print-directory contract-check
 	$(MAKE) --no-print-directory deploy-check
 
-# Pingora's zlib-ng build needs cmake, and tests/grpc.rs curl (an h2c upload with
-# --http2-prior-knowledge); a fresh Debian image has neither.
+# Pingora's zlib-ng build needs cmake, tests/grpc.rs curl (an h2c upload with
+# --http2-prior-knowledge), and tests/shared_limits.rs a real redis-server (it
+# starts its own, on a free port); a fresh Debian image has none of them.
 deps:
 	@command -v cmake >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
 	@command -v curl >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq curl; }
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
 # `make test`'s linters. Nothing to do when `cargo fmt` / `cargo clippy` already
 # run (whoever installed them); else rustup adds them; a toolchain without rustup

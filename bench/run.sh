@@ -11,6 +11,8 @@
 #   bare Pingora      (bench/pingora_floor.rs)               the pass-through floor
 #   Express           (bench/reference-express/server.js)    token endpoint with the Node SDK
 #   nginx + Lua       (bench/nginx/token-lua.conf)           token endpoint, the strongest peer
+#   streamgate x2     (the same, with rate_limits.per_identity) token endpoint with the
+#                      limit counted locally / in redis-server (issue 17)
 # Throughput: wrk, 1 thread, 32 keep-alive connections, a warm-up run and then
 # measured runs per case. Latency at a fixed rate (issue 12): oha holding
 # 2,000 req/s over the same 32 connections, with its coordinated-omission
@@ -21,7 +23,7 @@
 # BENCH_CONNECTIONS (32), BENCH_RATE (2000 req/s), BENCH_RATE_DURATION (10s
 # per fixed-rate run), BENCH_RATE_REPEAT (3 rounds, the median by p99 is
 # reported), BENCH_RATE_WARMUP (2s), BENCH_PORT_BASE (18080: uses
-# 18080-18087).
+# 18080-18092).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,6 +49,13 @@ SG_ADMIN_PORT=$((PORT_BASE + 4))
 FLOOR_PORT=$((PORT_BASE + 5))
 HAPROXY_PORT=$((PORT_BASE + 6))
 TOKEN_LUA_PORT=$((PORT_BASE + 7))
+# The token endpoint with a per-user limit, counted locally and in Redis.
+SG_LOCAL_PORT=$((PORT_BASE + 8))
+SG_LOCAL_ADMIN_PORT=$((PORT_BASE + 9))
+SG_REDIS_PORT=$((PORT_BASE + 10))
+SG_REDIS_ADMIN_PORT=$((PORT_BASE + 11))
+REDIS_PORT=$((PORT_BASE + 12))
+REDIS_PASSWORD=bench-redis-password
 
 # Fixed test credentials, the same for streamgate (in its YAML), Express and
 # nginx + Lua.
@@ -87,6 +96,7 @@ install_packages() {
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
     command -v python3 >/dev/null || missing+=(python3)
+    command -v redis-server >/dev/null || missing+=(redis-server)
     # The nginx + Lua token endpoint: lua-nginx-module (with NDK, lua-resty-core
     # and LuaJIT as its dependencies) as a dynamic module of Debian's nginx.
     [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || missing+=(libnginx-mod-http-lua)
@@ -159,8 +169,9 @@ fi
 # 3. Start the servers.
 # ---------------------------------------------------------------------------
 
-for port in "$SG_PORT" "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$EXPRESS_PORT" "$SG_ADMIN_PORT" "$FLOOR_PORT" "$HAPROXY_PORT" "$TOKEN_LUA_PORT"; do
-    port_in_use "$port" && die "127.0.0.1:$port is already in use (set BENCH_PORT_BASE to move all eight ports)"
+for port in "$SG_PORT" "$UPSTREAM_PORT" "$NGINX_PROXY_PORT" "$EXPRESS_PORT" "$SG_ADMIN_PORT" "$FLOOR_PORT" "$HAPROXY_PORT" "$TOKEN_LUA_PORT" \
+    "$SG_LOCAL_PORT" "$SG_LOCAL_ADMIN_PORT" "$SG_REDIS_PORT" "$SG_REDIS_ADMIN_PORT" "$REDIS_PORT"; do
+    port_in_use "$port" && die "127.0.0.1:$port is already in use (set BENCH_PORT_BASE to move all thirteen ports)"
 done
 
 
@@ -185,6 +196,36 @@ RUST_LOG=warn "$SG_BIN" -c "$SG_CONFIG" >"$TMP/streamgate.log" 2>&1 &
 SG_PID=$!
 PIDS+=("$SG_PID")
 wait_for_port "$SG_PID" "$SG_PORT" streamgate "$TMP/streamgate.log"
+
+# The per-user limit rows: the bench config plus a limit no request reaches
+# (a million per second), so that every request pays for the check and none
+# is refused. Redis like the tests start it: a password, no persistence.
+log "starting redis-server on :$REDIS_PORT"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --requirepass "$REDIS_PASSWORD" --save "" \
+    --appendonly no --dir "$TMP" >"$TMP/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+wait_for_port "$REDIS_PID" "$REDIS_PORT" redis-server "$TMP/redis.log"
+# start_limited NAME PORT ADMIN_PORT RATE_LIMITS_YAML: sets STARTED_PID.
+start_limited() {
+    local name=$1 port=$2 admin=$3
+    sed -e "s/streamgate-bench\(-upgrade\)\{0,1\}\./streamgate-bench-$name\1./" "$SG_CONFIG" >"$TMP/sg-$name.yaml"
+    printf '\nrate_limits:\n%s\n  per_identity: { requests: 1000000, window: 1s }\n' "$4" >>"$TMP/sg-$name.yaml"
+    "$SG_BIN" -t -c "$TMP/sg-$name.yaml" >"$TMP/config-check-$name.txt" 2>&1 ||
+        die "the $name limit config is invalid: $(cat "$TMP/config-check-$name.txt")"
+    BENCH_SG_PORT=$port BENCH_ADMIN_PORT=$admin RUST_LOG=warn "$SG_BIN" -c "$TMP/sg-$name.yaml" >"$TMP/streamgate-$name.log" 2>&1 &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    wait_for_port "$STARTED_PID" "$port" "streamgate ($name limit)" "$TMP/streamgate-$name.log"
+}
+log "starting streamgate with a local per-user limit on :$SG_LOCAL_PORT"
+start_limited local "$SG_LOCAL_PORT" "$SG_LOCAL_ADMIN_PORT" "  backend: local"
+SG_LOCAL_PID=$STARTED_PID
+log "starting streamgate with a per-user limit in Redis on :$SG_REDIS_PORT"
+start_limited redis "$SG_REDIS_PORT" "$SG_REDIS_ADMIN_PORT" \
+    "  backend: redis
+  redis: { url: \"redis://:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT/0\", on_error: deny }"
+SG_REDIS_PID=$STARTED_PID
 
 log "starting HAProxy on :$HAPROXY_PORT"
 sed -e "s/@HAPROXY_PORT@/$HAPROXY_PORT/g" -e "s/@UPSTREAM_PORT@/$UPSTREAM_PORT/g" \
@@ -223,7 +264,8 @@ expect() {
 }
 
 log "checking the targets"
-for port in "$SG_PORT" "$EXPRESS_PORT" "$TOKEN_LUA_PORT"; do
+# on_error: deny above: a token here means Redis answered.
+for port in "$SG_PORT" "$EXPRESS_PORT" "$TOKEN_LUA_PORT" "$SG_LOCAL_PORT" "$SG_REDIS_PORT"; do
     expect "token on :$port" '"success":true,"data":{"token":"ey' -X POST \
         -H 'Content-Type: application/json' --data "$TOKEN_BODY" "http://127.0.0.1:$port/api/tokens/user"
 done
@@ -339,6 +381,10 @@ FL=http://127.0.0.1:$FLOOR_PORT
 # shellcheck disable=SC2086 # the PID lists are meant to split into arguments
 {
     run_case token_sg "Token endpoint" "streamgate" "$SG/api/tokens/user" token.lua "$SG_PID"
+    run_case token_sg_local "Token endpoint, per-user limit" "streamgate, limit local" \
+        "http://127.0.0.1:$SG_LOCAL_PORT/api/tokens/user" token.lua "$SG_LOCAL_PID"
+    run_case token_sg_redis "Token endpoint, per-user limit" "streamgate, limit in Redis (loopback)" \
+        "http://127.0.0.1:$SG_REDIS_PORT/api/tokens/user" token.lua "$SG_REDIS_PID"
     run_case token_ex "Token endpoint" "Express + @stream-io/node-sdk" "$EX/api/tokens/user" token.lua "$EXPRESS_PID"
     run_case token_lua "Token endpoint" "nginx + Lua (HS256 via libcrypto FFI)" "$LUA/api/tokens/user" token.lua $TOKEN_LUA_PIDS
     if [ "$CEILING" = 1 ]; then
@@ -580,6 +626,10 @@ report() {
     ratio_row "Added p99 latency at $rate_label req/s, streamgate vs bare Pingora ($(added_p99 rate_sg) vs $(added_p99 rate_floor) ms), for information" \
         "$(added_p99 rate_sg)" "$(added_p99 rate_floor)"
     ratio_row "Token endpoint vs ceiling, requests/s" "$(rps token_sg)" "$(rps ceiling)" '>=' 0.8
+    ratio_row "Token endpoint, per-user limit in Redis vs local, requests/s, for information" \
+        "$(rps token_sg_redis)" "$(rps token_sg_local)"
+    ratio_row "Token endpoint, per-user limit in Redis vs local, CPU µs/token ($(cpu token_sg_redis) vs $(cpu token_sg_local)) (streamgate only: Redis's own CPU not counted), for information" \
+        "$(cpu token_sg_redis)" "$(cpu token_sg_local)"
     sg_rss=$(awk -F'\t' '$3 ~ /^streamgate/ && $7 != "n/a" && $7 + 0 > m {m = $7} END {printf "%.1f", m / 1024}' "$ROWS")
     echo "| streamgate peak RSS under load (largest row) | ${sg_rss} MiB | ≤ 32 MiB | $(verdict "$sg_rss" '<=' 32) |"
 }

@@ -88,6 +88,14 @@ impl Config {
             "routes": self.routes.routes().iter().map(route).collect::<Vec<_>>(),
             "trusted_cidrs": self.trusted_cidrs.cidrs(),
             "rate_limits": {
+                "backend": if self.rate_limits.redis.is_some() { "redis" } else { "local" },
+                // The URL as displayed: its password is `***`.
+                "redis": self.rate_limits.redis.as_ref().map(|r| json!({
+                    "url": r.url.to_string(),
+                    "key_prefix": r.key_prefix,
+                    "timeout": duration(r.timeout),
+                    "on_error": r.on_error.as_str(),
+                })),
                 "per_identity": self.rate_limits.per_identity.map(|l| json!({
                     "requests": l.requests, "window": duration(l.window),
                 })),
@@ -154,6 +162,15 @@ impl Config {
                 SecretSource::File(path) => format!("from {}", path.display()),
             }
         ));
+        if let Some(redis) = &self.rate_limits.redis {
+            lines.push(format!(
+                "rate limits shared through {} (key prefix {:?}, timeout {}, on_error {})",
+                redis.url,
+                redis.key_prefix,
+                humantime::format_duration(redis.timeout),
+                redis.on_error.as_str()
+            ));
+        }
         for route in self.routes.routes() {
             let action = match &route.action {
                 RouteAction::Mint(settings) => {

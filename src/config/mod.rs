@@ -25,7 +25,7 @@ mod validate;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AdminSettings, HttpSettings, Listener, ListenerTls, RateLimitSetting, RateLimitSettings,
-    ReadinessProbe, RouteAction, SecretSource, ServerSettings, StreamCredentials,
+    ReadinessProbe, RedisSettings, RouteAction, SecretSource, ServerSettings, StreamCredentials,
     TokenRouteSettings, UpstreamProtocol, UpstreamSettings,
 };
 pub use schema::schema;

@@ -14,6 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::identity::IdentitySource;
+use crate::limits::{OnError, RedisUrl};
 use crate::net::cors::CorsPolicy;
 use crate::net::headers::UnderscoresAction;
 use crate::net::path::{EscapedSlashesAction, PathRules};
@@ -152,12 +153,27 @@ pub struct RateLimitSetting {
     pub window: Duration,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct RateLimitSettings {
     /// Keyed by the Stream user a token is for.
     pub per_identity: Option<RateLimitSetting>,
     /// Keyed by the client IP (see `trusted_cidrs`).
     pub per_client_ip: Option<RateLimitSetting>,
+    /// `backend: redis`; `None`: each process counts on its own.
+    pub redis: Option<RedisSettings>,
+}
+
+/// `rate_limits.redis`: the limits shared through one Redis.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: RedisUrl,
+    /// Put before every key (`{key_prefix}identity:{user}`), so that
+    /// deployments sharing a Redis keep apart or, with the same prefix,
+    /// count together.
+    pub key_prefix: String,
+    /// Longest wait for one answer (connecting included).
+    pub timeout: Duration,
+    pub on_error: OnError,
 }
 
 #[derive(Debug, Clone)]

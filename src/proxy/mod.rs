@@ -46,7 +46,7 @@ use token_route::TokenRoute;
 
 use crate::config::{Config, RateLimitSetting, RouteAction};
 use crate::identity::IdentitySource;
-use crate::limits::RateLimit;
+use crate::limits::{Limit, RedisLimiter, Shared};
 use crate::net::headers::UnderscoresAction;
 use crate::net::path::PathRules;
 use crate::net::request_id::{self, X_REQUEST_ID};
@@ -71,8 +71,8 @@ pub struct Gateway {
     minter: TokenMinter,
     trusted: TrustedNetworks,
     paths: PathRules,
-    per_client_ip: Option<RateLimit>,
-    per_identity: Option<RateLimit>,
+    per_client_ip: Option<Limit>,
+    per_identity: Option<Limit>,
     /// Identity headers of `header` mode, removed from proxied requests that do
     /// not come from a trusted peer (and in other spellings from every peer) so
     /// that the app cannot be fooled either.
@@ -110,16 +110,20 @@ impl Gateway {
             RouteAction::Proxy(name) => upstreams.get(&name).map(Target::Proxy),
             RouteAction::Respond(direct) => Ok(Target::Respond(direct)),
         })?;
-        let limit = |setting: Option<RateLimitSetting>| {
-            setting.map(|l| RateLimit::new(l.requests, l.window))
+        let shared = config.rate_limits.redis.as_ref().map(|redis| {
+            let limiter = RedisLimiter::new(&redis.url, redis.key_prefix.clone(), redis.timeout);
+            Arc::new(Shared::new(limiter, redis.on_error))
+        });
+        let limit = |name, setting: Option<RateLimitSetting>| {
+            setting.map(|l| Limit::new(name, l.requests, l.window, shared.clone()))
         };
         Ok(Gateway {
             routes,
             minter: TokenMinter::with_signer(&config.stream.api_key, signer, config.tokens),
             trusted: config.trusted_cidrs,
             paths: config.http.path_rules(),
-            per_client_ip: limit(config.rate_limits.per_client_ip),
-            per_identity: limit(config.rate_limits.per_identity),
+            per_client_ip: limit("client_ip", config.rate_limits.per_client_ip),
+            per_identity: limit("identity", config.rate_limits.per_identity),
             spoofable_headers,
             underscores: config.http.headers_with_underscores_action,
             connector,

@@ -17,6 +17,7 @@ use super::Gateway;
 use crate::config::TokenRouteSettings;
 use crate::identity::jwks::Refetch;
 use crate::identity::{HeaderIdentity, IdentityError, IdentitySource, JwtIdentity};
+use crate::limits::{Checked, Verdict};
 use crate::net::cors::CorsPolicy;
 use crate::net::forwarded::X_FORWARDED_FOR;
 use crate::respond::Answer;
@@ -174,8 +175,9 @@ impl Gateway {
             let client = self
                 .trusted
                 .client_ip(peer, forwarded.iter().map(|v| v.as_bytes()));
-            if let Err(retry_after_seconds) = limit.check(&client) {
-                return Ok(self.rate_limited(route, "client_ip", retry_after_seconds));
+            let checked = limit.check(&client.to_string()).await;
+            if let Some(outcome) = self.limited(route, "client_ip", checked) {
+                return Ok(outcome);
             }
         }
         let identity = match self.identify(session, route, peer, trace).await {
@@ -197,8 +199,8 @@ impl Gateway {
             Err(rejection) => return Ok(rejection.into()),
         };
         if let Some(limit) = &self.per_identity {
-            if let Err(retry_after_seconds) = limit.check(&grant.user_id) {
-                let mut outcome = self.rate_limited(route, "identity", retry_after_seconds);
+            let checked = limit.check(&grant.user_id).await;
+            if let Some(mut outcome) = self.limited(route, "identity", checked) {
                 outcome.user_id = Some(grant.user_id);
                 return Ok(outcome);
             }
@@ -215,20 +217,35 @@ impl Gateway {
         Ok(outcome)
     }
 
-    fn rate_limited(
-        &self,
-        route: &TokenRoute,
-        limit: &str,
-        retry_after_seconds: u64,
-    ) -> TokenOutcome {
-        self.metrics
-            .rate_limited
-            .with_label_values(&[route.label.as_str(), limit])
-            .inc();
-        Rejection::TooManyRequests {
-            retry_after_seconds,
+    /// The refusal a limit's verdict calls for, counted; `None` when the
+    /// request passes.
+    fn limited(&self, route: &TokenRoute, limit: &str, checked: Checked) -> Option<TokenOutcome> {
+        if let Some(on_error) = checked.fallback {
+            self.metrics
+                .rate_limit_backend_errors
+                .with_label_values(&[limit, on_error.as_str()])
+                .inc();
         }
-        .into()
+        let rejection = match checked.verdict {
+            Verdict::Pass => return None,
+            // Not a rate-limit refusal: counted as an `unavailable` refusal.
+            Verdict::Unavailable => Rejection::Unavailable(
+                "the shared rate limiter cannot be reached (rate_limits.redis.on_error: deny)"
+                    .into(),
+            ),
+            Verdict::Limited {
+                retry_after_seconds,
+            } => {
+                self.metrics
+                    .rate_limited
+                    .with_label_values(&[route.label.as_str(), limit])
+                    .inc();
+                Rejection::TooManyRequests {
+                    retry_after_seconds,
+                }
+            }
+        };
+        Some(rejection.into())
     }
 
     async fn identify(

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub upstream_connect_errors: IntCounterVec,
     pub upstream_retries: IntCounterVec,
     pub rate_limited: IntCounterVec,
+    pub rate_limit_backend_errors: IntCounterVec,
     pub identity_failures: IntCounterVec,
     pub secret_reloads: IntCounter,
     pub secret_reload_failures: IntCounter,
@@ -123,6 +124,13 @@ impl Metrics {
                 "streamgate_rate_limited_total",
                 "Token requests refused by a rate limit, by route and limit.",
                 &["route", "limit"],
+            ),
+            rate_limit_backend_errors: counter(
+                "streamgate_rate_limit_backend_errors_total",
+                "Rate-limit checks the shared backend (Redis) did not answer within its timeout \
+                 or failed, by limit and what rate_limits.redis.on_error did instead \
+                 (local, allow, deny).",
+                &["limit", "on_error"],
             ),
             identity_failures: counter(
                 "streamgate_identity_failures_total",

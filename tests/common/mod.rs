@@ -20,6 +20,8 @@
 //!   HTTP/2 (status, headers, trailers).
 //! - [`raw`]: HTTP/1.1 as bytes: a raw-socket client, and an upstream that
 //!   records the exact bytes it receives.
+//! - [`redis_server`]: a real `redis-server` with a password, killed and restarted
+//!   at will, for the shared rate limits.
 //! - [`tls`]: a test CA issuing server and client certificates, and a TLS
 //!   client that reports what was negotiated.
 //! - [`wait`]: polling until a condition holds, with a deadline.
@@ -40,6 +42,7 @@ pub mod metrics;
 pub mod mount;
 pub mod process;
 pub mod raw;
+pub mod redis_server;
 pub mod tls;
 pub mod tokens;
 pub mod wait;
@@ -47,7 +50,7 @@ pub mod wait;
 #[allow(unused_imports)] // a test file uses only some of them
 pub use {
     app::*, client::*, config::*, grpc::*, grpc_client::*, idp::*, metrics::*, mount::*,
-    process::*, raw::*, tls::*, tokens::*, wait::*,
+    process::*, raw::*, redis_server::*, tls::*, tokens::*, wait::*,
 };
 
 /// Keys, key sets and other files the tests read (`tests/fixtures`).

@@ -156,3 +156,94 @@ fn a_wildcard_keeps_its_rules() {
         assert!(errors[0].reason.contains(reason), "{:?}", errors[0]);
     }
 }
+
+fn with_limits(limits: &str) -> String {
+    format!("{MINIMAL}rate_limits:\n{limits}\n")
+}
+
+/// Each problem's key and the start of its reason.
+fn problems(text: &str) -> Vec<(String, String)> {
+    load(text)
+        .expect_err("refused")
+        .into_iter()
+        .map(|e| (e.key, e.reason))
+        .collect()
+}
+
+#[test]
+fn a_redis_backend_is_read_into_types_with_defaults() {
+    let config = load(&with_limits(
+        "  backend: redis\n  redis: { url: \"redis://:pw@redis:6379/2\" }\n  per_identity: { requests: 3, window: 1m }",
+    ))
+    .unwrap();
+    let redis = config.rate_limits.redis.expect("shared");
+    assert_eq!(redis.url.to_string(), "redis://:***@redis:6379/2");
+    assert_eq!(redis.key_prefix, "streamgate:");
+    assert_eq!(redis.timeout, std::time::Duration::from_millis(100));
+    assert_eq!(redis.on_error, crate::limits::OnError::Local);
+    let config = load(&with_limits(
+        "  backend: redis\n  redis: { url: \"redis://r\", key_prefix: \"eu:\", timeout: 1s, on_error: deny }",
+    ))
+    .unwrap();
+    let redis = config.rate_limits.redis.expect("shared");
+    assert_eq!(
+        (redis.key_prefix.as_str(), redis.on_error),
+        ("eu:", crate::limits::OnError::Deny)
+    );
+    assert!(
+        load(MINIMAL).unwrap().rate_limits.redis.is_none(),
+        "local by default"
+    );
+}
+
+#[test]
+fn redis_mistakes_name_their_key() {
+    for (limits, key, reason) in [
+        (
+            "  backend: redis",
+            "rate_limits.redis",
+            "is required with backend: redis",
+        ),
+        (
+            "  redis: { url: \"redis://r\" }",
+            "rate_limits.redis",
+            "is set but backend is local",
+        ),
+        (
+            "  backend: memcached",
+            "rate_limits.backend",
+            "unknown variant",
+        ),
+        (
+            "  backend: redis\n  redis: { url: \"http://:pw@r\" }",
+            "rate_limits.redis.url",
+            "scheme \"http\"",
+        ),
+        (
+            "  backend: redis\n  redis: { url: \"redis://r\", timeout: 0s }",
+            "rate_limits.redis.timeout",
+            "must be greater",
+        ),
+        (
+            "  backend: redis\n  redis: { url: \"redis://r\", key_prefix: \"\" }",
+            "rate_limits.redis.key_prefix",
+            "must not be empty",
+        ),
+        (
+            "  backend: redis\n  redis: { url: \"redis://r\", on_error: fail }",
+            "rate_limits.redis.on_error",
+            "unknown variant",
+        ),
+        (
+            "  backend: redis\n  redis: { url: \"redis://r\", password: x }",
+            "rate_limits.redis.password",
+            "unknown field",
+        ),
+    ] {
+        let found = problems(&with_limits(limits));
+        assert!(
+            found.iter().any(|(k, m)| k == key && m.contains(reason)),
+            "{limits}: {found:?}"
+        );
+    }
+}

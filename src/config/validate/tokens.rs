@@ -3,8 +3,13 @@
 
 use super::nonzero;
 use crate::config::error::{ConfigError, Errors};
-use crate::config::raw::{RawCors, RawRateLimit, RawRateLimits, RawStream};
-use crate::config::{RateLimitSetting, RateLimitSettings, SecretSource, StreamCredentials};
+use crate::config::raw::{
+    RateLimitBackend, RawCors, RawRateLimit, RawRateLimits, RawRedis, RawStream,
+};
+use crate::config::{
+    RateLimitSetting, RateLimitSettings, RedisSettings, SecretSource, StreamCredentials,
+};
+use crate::limits::RedisUrl;
 use crate::net::cors::{configured_origin, AllowedOrigins, CorsPolicy};
 use crate::token::{is_name, TokenPolicy, NAME_RULE};
 
@@ -161,6 +166,24 @@ fn origins(
 }
 
 pub(super) fn rate_limits(raw: RawRateLimits, errors: &mut Errors) -> RateLimitSettings {
+    let redis = match (raw.backend, raw.redis) {
+        (RateLimitBackend::Local, None) => None,
+        (RateLimitBackend::Redis, Some(redis)) => errors.keep(self::redis(redis)),
+        (RateLimitBackend::Redis, None) => {
+            errors.push(ConfigError::new(
+                "rate_limits.redis",
+                "is required with backend: redis ({ url, key_prefix, timeout, on_error })",
+            ));
+            None
+        }
+        (RateLimitBackend::Local, Some(_)) => {
+            errors.push(ConfigError::new(
+                "rate_limits.redis",
+                "is set but backend is local (the default): set backend: redis to use it, or remove it",
+            ));
+            None
+        }
+    };
     RateLimitSettings {
         per_identity: raw
             .per_identity
@@ -168,7 +191,25 @@ pub(super) fn rate_limits(raw: RawRateLimits, errors: &mut Errors) -> RateLimitS
         per_client_ip: raw
             .per_client_ip
             .and_then(|r| errors.keep(rate_limit(r, "rate_limits.per_client_ip"))),
+        redis,
     }
+}
+
+fn redis(raw: RawRedis) -> Result<RedisSettings, ConfigError> {
+    let url = RedisUrl::parse(&raw.url)
+        .map_err(|reason| ConfigError::new("rate_limits.redis.url", reason))?;
+    if raw.key_prefix.is_empty() {
+        return Err(ConfigError::new(
+            "rate_limits.redis.key_prefix",
+            "must not be empty: it keeps streamgate's keys apart from the rest of the database",
+        ));
+    }
+    Ok(RedisSettings {
+        url,
+        key_prefix: raw.key_prefix,
+        timeout: nonzero("rate_limits.redis.timeout", raw.timeout)?,
+        on_error: raw.on_error,
+    })
 }
 
 fn rate_limit(raw: RawRateLimit, key: &str) -> Result<RateLimitSetting, ConfigError> {
