@@ -19,6 +19,7 @@ use streamgate::routing::{PathMatch, Route, RouteTable};
 fn table() -> RouteTable<&'static str> {
     let route = |method, path, action| Route {
         method,
+        host: None,
         path,
         action,
     };
@@ -210,7 +211,7 @@ proptest! {
     #[test]
     fn no_spelling_walks_around_a_blocked_prefix(raw in path()) {
         let table = table();
-        let route = |path: &str| table.find(&Method::GET, path).map(|r| r.action);
+        let route = |path: &str| table.find(&Method::GET, None, path).map(|r| r.action);
         let meant = meaning(&raw);
         for action in [EscapedSlashesAction::RejectRequest, EscapedSlashesAction::UnescapeAndForward] {
             let Ok(normalized) = rules(true, action).normalize(&raw) else { continue };

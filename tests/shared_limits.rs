@@ -75,7 +75,7 @@ async fn two_replicas_sharing_redis_enforce_one_limit() {
     assert_eq!(status, 200, "after Retry-After: {answer}");
 
     let ttl: i64 = redis
-        .cli(&["PTTL", "streamgate:identity:alice"])
+        .cli(&["PTTL", "streamgate:identity:default:alice"])
         .parse()
         .unwrap();
     assert!(
@@ -157,7 +157,7 @@ async fn redis_killed_mid_run_falls_back_to_the_local_limit_and_comes_back() {
     assert!(
         eventually(|| async {
             mint_for(&gate, "erin").await.0 == 200
-                && redis.cli(&["EXISTS", "streamgate:identity:erin"]) == "1"
+                && redis.cli(&["EXISTS", "streamgate:identity:default:erin"]) == "1"
         })
         .await,
         "Redis is used again once it is back"

@@ -18,7 +18,7 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
-use crate::config::ReadinessProbe;
+use crate::config::{ReadinessProbe, StreamApp};
 use crate::identity::JwksKeys;
 use crate::respond::Answer;
 use crate::telemetry::metrics::Metrics;
@@ -43,7 +43,8 @@ impl Health {
 
 pub struct AdminService {
     pub health: Arc<Health>,
-    pub signer: Arc<SignerSlot>,
+    /// Each Stream app's signer: ready only once every one is loaded.
+    pub signers: Vec<(StreamApp, Arc<SignerSlot>)>,
     pub metrics: Arc<Metrics>,
     /// The probe and the upstream it asks.
     pub probe: Option<(ReadinessProbe, Arc<Upstream>)>,
@@ -76,8 +77,13 @@ impl AdminService {
         if self.health.is_shutting_down() {
             return not_ready("shutting down");
         }
-        if !self.signer.is_loaded() {
-            return not_ready("no Stream API secret loaded yet");
+        if let Some((app, _)) = self.signers.iter().find(|(_, s)| !s.is_loaded()) {
+            // The one-app form says no more than it always has.
+            let which = match app.key.as_str() {
+                "stream" => String::new(),
+                key => format!(" ({key})"),
+            };
+            return not_ready(&format!("no Stream API secret loaded yet{which}"));
         }
         if let Some(pending) = self.key_sets.iter().find(|keys| !keys.is_loaded()) {
             let url = pending.origin().map_or("", |origin| origin.location.url());

@@ -9,7 +9,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Config, RouteAction, SecretSource};
+use super::{Config, RouteAction, SecretSource, StreamCredentials};
 use crate::net::cors::AllowedOrigins;
 use crate::routing::Route;
 use crate::token::MintKind;
@@ -23,6 +23,7 @@ fn route(route: &Route<RouteAction>) -> Value {
     let action = match &route.action {
         RouteAction::Mint(settings) => json!({
             "mint": settings.kind.as_str(),
+            "app": settings.app,
             "identity": settings.identity.describe(),
             "cors": settings.cors.as_ref().map(|cors| json!({
                 "allowed_origins": match &cors.origins {
@@ -38,7 +39,36 @@ fn route(route: &Route<RouteAction>) -> Value {
     json!({ "match": route.describe(), "action": action })
 }
 
+/// An app's key and where its secret comes from, never the secret.
+fn credentials(credentials: &StreamCredentials) -> Value {
+    json!({
+        "api_key": credentials.api_key,
+        "api_secret": match &credentials.api_secret {
+            SecretSource::Inline(_) => json!("<redacted>"),
+            SecretSource::File(path) => json!({ "file": path }),
+        },
+    })
+}
+
 impl Config {
+    fn apps_key(&self) -> &'static str {
+        match self.apps.as_slice() {
+            [only] if only.key == "stream" => "stream",
+            _ => "stream_apps",
+        }
+    }
+
+    fn apps_dump(&self) -> Value {
+        match self.apps.as_slice() {
+            [only] if only.key == "stream" => credentials(&only.credentials),
+            apps => apps
+                .iter()
+                .map(|app| (app.name.clone(), credentials(&app.credentials)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        }
+    }
+
     /// The effective configuration as JSON (see the module doc).
     pub fn dump(&self) -> Value {
         json!({
@@ -71,13 +101,8 @@ impl Config {
                 "write_timeout": duration(u.write_timeout),
                 "idle_timeout": duration(u.idle_timeout),
             })).collect::<Vec<_>>(),
-            "stream": {
-                "api_key": self.stream.api_key,
-                "api_secret": match &self.stream.api_secret {
-                    SecretSource::Inline(_) => json!("<redacted>"),
-                    SecretSource::File(path) => json!({ "file": path }),
-                },
-            },
+            // Under the key the file used: `stream` for the one-app form.
+            self.apps_key(): self.apps_dump(),
             "tokens": {
                 "default_validity_seconds": self.tokens.default_validity_seconds,
                 "max_validity_seconds": self.tokens.max_validity_seconds,
@@ -154,14 +179,17 @@ impl Config {
                 format!("{:?}", upstream.protocol).to_lowercase()
             ));
         }
-        lines.push(format!(
-            "stream api_key {}, api_secret {}",
-            self.stream.api_key,
-            match &self.stream.api_secret {
-                SecretSource::Inline(_) => "inline (redacted)".to_string(),
-                SecretSource::File(path) => format!("from {}", path.display()),
-            }
-        ));
+        for app in &self.apps {
+            lines.push(format!(
+                "{} api_key {}, api_secret {}",
+                app.key,
+                app.credentials.api_key,
+                match &app.credentials.api_secret {
+                    SecretSource::Inline(_) => "inline (redacted)".to_string(),
+                    SecretSource::File(path) => format!("from {}", path.display()),
+                }
+            ));
+        }
         if let Some(redis) = &self.rate_limits.redis {
             lines.push(format!(
                 "rate limits shared through {} (key prefix {:?}, timeout {}, on_error {})",
@@ -186,7 +214,11 @@ impl Config {
                         MintKind::UserToken => "user tokens",
                         MintKind::CallToken => "call tokens",
                     };
-                    format!("mints {kind}, identity {mode}{keys}")
+                    let app = match self.apps.as_slice() {
+                        [_] => String::new(),
+                        _ => format!(" for app {}", settings.app),
+                    };
+                    format!("mints {kind}{app}, identity {mode}{keys}")
                 }
                 RouteAction::Proxy(upstream) => format!("proxied to {upstream}"),
                 RouteAction::Respond(response) => format!("answered {}", response.status),

@@ -25,8 +25,8 @@ mod validate;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AdminSettings, HttpSettings, Listener, ListenerTls, RateLimitSetting, RateLimitSettings,
-    ReadinessProbe, RedisSettings, RouteAction, SecretSource, ServerSettings, StreamCredentials,
-    TokenRouteSettings, UpstreamProtocol, UpstreamSettings,
+    ReadinessProbe, RedisSettings, RouteAction, SecretSource, ServerSettings, StreamApp,
+    StreamCredentials, TokenRouteSettings, UpstreamProtocol, UpstreamSettings,
 };
 pub use schema::schema;
 
@@ -53,7 +53,8 @@ const DEV_CERTIFICATE_SUBJECT: &str = "CN=streamgate development (localhost)";
 pub struct Config {
     pub listen: Vec<Listener>,
     pub upstreams: Vec<UpstreamSettings>,
-    pub stream: StreamCredentials,
+    /// The Stream apps, at least one; token routes name theirs.
+    pub apps: Vec<StreamApp>,
     pub tokens: TokenPolicy,
     pub routes: RouteTable<RouteAction>,
     pub trusted_cidrs: TrustedNetworks,
@@ -129,24 +130,24 @@ impl Config {
     /// Things that are allowed but that an operator must hear about at start.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        match &self.stream.api_secret {
-            SecretSource::Inline(secret) if secret == DEV_SECRET => {
-                warnings.push(
-                    "stream.api_secret is the DEVELOPMENT secret the example configs in conf/ \
-                 fall back to: tokens signed with it are rejected by Stream and anyone can \
-                 forge them. Set STREAM_API_SECRET or stream.api_secret_file before deploying."
-                        .to_string(),
-                );
-            }
-            SecretSource::File(path) => {
-                if let Err(reason) = crate::reload::read_secret(path) {
-                    warnings.push(format!(
-                        "stream.api_secret_file: {reason}; streamgate will run but stay not ready, \
-                         answering 503 on token routes, until the file holds a secret"
-                    ));
+        for app in &self.apps {
+            let key = &app.key;
+            match &app.credentials.api_secret {
+                SecretSource::Inline(secret) if secret == DEV_SECRET => warnings.push(format!(
+                    "{key}.api_secret is the DEVELOPMENT secret the example configs in conf/ \
+                     fall back to: tokens signed with it are rejected by Stream and anyone can \
+                     forge them. Set STREAM_API_SECRET or {key}.api_secret_file before deploying."
+                )),
+                SecretSource::File(path) => {
+                    if let Err(reason) = crate::reload::read_secret(path) {
+                        warnings.push(format!(
+                            "{key}.api_secret_file: {reason}; streamgate will run but stay not \
+                             ready, answering 503 on its token routes, until the file holds a secret"
+                        ));
+                    }
                 }
+                SecretSource::Inline(_) => {}
             }
-            SecretSource::Inline(_) => {}
         }
         warnings.extend(self.untrusted_front_warning());
         warnings.extend(self.certificate_warnings());

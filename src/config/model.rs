@@ -62,10 +62,13 @@ pub enum RouteAction {
     Respond(DirectResponse),
 }
 
-/// What one token route mints, who may use it, and from which web origins.
+/// What one token route mints, for which app, who may use it, and from
+/// which web origins.
 #[derive(Debug)]
 pub struct TokenRouteSettings {
     pub kind: MintKind,
+    /// The name of the [`StreamApp`] it signs for (checked to exist).
+    pub app: String,
     /// The route's own identity, or the top-level one.
     pub identity: IdentitySource,
     pub cors: Option<CorsPolicy>,
@@ -204,6 +207,17 @@ pub enum UpstreamProtocol {
     /// HTTP/2 over TLS when the app's ALPN agrees, HTTP/1.1 when it only
     /// offers that (RFC 9113 §3.2). Needs `tls: true`.
     H2,
+}
+
+/// One Stream app: `stream:` (named `default`) or an entry of `stream_apps:`.
+#[derive(Debug, Clone)]
+pub struct StreamApp {
+    /// The `app` label of metrics; part of per-user rate-limit keys.
+    pub name: String,
+    /// Where it is configured (`stream`, `stream_apps.eu`): how warnings,
+    /// readiness and the dump name it.
+    pub key: String,
+    pub credentials: StreamCredentials,
 }
 
 #[derive(Clone)]

@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 
 use super::{Config, RouteAction, TokenRouteSettings};
 use crate::identity::IdentitySource;
-use crate::routing::{PathMatch, Route};
+use crate::routing::{HostMatch, PathMatch, Route};
 use crate::token::schema::{error_schema, request_schema, success_schema};
 use crate::token::MintKind;
 
@@ -42,16 +42,21 @@ impl Config {
                 PathMatch::Exact(path) | PathMatch::Prefix(path) => path,
             };
             // An earlier route that takes the same request shadows this one.
+            let host = route.host.as_ref().map(HostMatch::sample);
             let reachable = self
                 .routes
-                .find(&method, path)
+                .find(&method, host.as_deref(), path)
                 .is_some_and(|first| std::ptr::eq(first, route));
             if !reachable {
                 continue;
             }
+            // Routes for other hosts on the same path and method (several
+            // Stream apps): the document has one operation, the first one's.
             let item = paths.entry(path.clone()).or_insert_with(|| json!({}));
-            item[method.as_str().to_ascii_lowercase()] =
-                self.operation(route, &method, settings, &mut schemes);
+            let method_key = method.as_str().to_ascii_lowercase();
+            if item.get(&method_key).is_none() {
+                item[method_key] = self.operation(route, &method, settings, &mut schemes);
+            }
         }
         json!({
             "openapi": OPENAPI_VERSION,
@@ -133,7 +138,7 @@ impl Config {
                 "description": success,
                 "headers": self.common_headers(settings),
                 "content": { "application/json": {
-                    "schema": success_schema(settings.kind, &self.stream.api_key, &self.tokens),
+                    "schema": success_schema(settings.kind, self.api_key(settings), &self.tokens),
                 } },
             }),
         );
@@ -227,6 +232,14 @@ impl Config {
     }
 
     /// Headers on every answer of a token route.
+    /// The API key of the app the route signs for (in the answer's `apiKey`).
+    fn api_key(&self, settings: &TokenRouteSettings) -> &str {
+        self.apps
+            .iter()
+            .find(|app| app.name == settings.app)
+            .map_or("", |app| app.credentials.api_key.as_str())
+    }
+
     fn common_headers(&self, settings: &TokenRouteSettings) -> Value {
         let mut headers = json!({
             "Cache-Control": {

@@ -12,7 +12,7 @@
 //! differently from how it is held here says so with `#[schemars(...)]`.
 //!
 //! Files: [`listen`] (the `listen:` entries), [`identity`] (the identity
-//! modes' shapes); the other sections are here.
+//! modes' shapes), [`limits`] (`rate_limits`); the other sections are here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +25,6 @@ use serde_yaml_ng::Value;
 
 use super::error::{ConfigError, Errors};
 use super::model::{HttpSettings, ServerSettings, UpstreamProtocol};
-use crate::limits::OnError;
 use crate::net::headers::UnderscoresAction;
 use crate::net::path::EscapedSlashesAction;
 use crate::telemetry::access_log::AccessLogSettings;
@@ -33,11 +32,13 @@ use crate::telemetry::trace::TracingSettings;
 use crate::token::{MintKind, TokenPolicy};
 
 mod identity;
+mod limits;
 mod listen;
 
 pub(super) use identity::{
     IdentityMode, RawForwardAuth, RawIdentity, RawJwksFetch, RawJwt, RawUserIdMap, UserIdHash,
 };
+pub(super) use limits::{RateLimitBackend, RawRateLimit, RawRateLimits, RawRedis};
 pub(super) use listen::{RawListen, RawListener, RawListenerTls};
 
 /// The file's sections; `None` where a section could not be deserialized
@@ -47,11 +48,13 @@ pub(super) use listen::{RawListen, RawListener, RawListenerTls};
 /// (`schemars(with)`), as [`RawConfig::from_document`] reads it: a section
 /// whose keys are all optional may also be empty (`null`, read as `{}`);
 /// `routes`, `identity` and `cors` may be absent but not empty (an empty one
-/// is refused), and the first three sections are required.
+/// is refused), `listen` and `upstreams` are required, and so is exactly one
+/// of `stream` and `stream_apps`.
 #[derive(JsonSchema)]
 #[schemars(
     rename = "streamgate.yaml",
     deny_unknown_fields,
+    extend("oneOf" = [{ "required": ["stream"] }, { "required": ["stream_apps"] }]),
     description = "The configuration of streamgate, a sidecar that mints Stream \
     (GetStream.io) tokens and proxies everything else to the app (README, \
     \"Configuration reference\"). Unknown keys are errors. `${VAR}` and \
@@ -59,8 +62,8 @@ pub(super) use listen::{RawListen, RawListener, RawListenerTls};
     only, so a string value may be any text holding `${`; numbers, booleans, \
     lists and maps cannot come from the environment. `streamgate -t -c FILE` \
     checks what this schema cannot: rules across keys (exactly one of \
-    `api_secret` and `api_secret_file`, routes naming defined upstreams, \
-    addresses that parse and resolve) and the files the configuration names."
+    `api_secret` and `api_secret_file`, routes naming defined upstreams and \
+    apps, addresses that parse and resolve) and the files the configuration names."
 )]
 pub(super) struct RawConfig {
     /// The addresses to accept traffic on (at least one): `"IP:port"`
@@ -74,9 +77,18 @@ pub(super) struct RawConfig {
         extend("minProperties" = 1)
     )]
     pub upstreams: Option<BTreeMap<String, RawUpstream>>,
-    /// The Stream credentials tokens are signed with.
-    #[schemars(with = "RawStream")]
-    pub stream: Option<RawStream>,
+    /// The Stream app tokens are signed for: its API key and secret.
+    /// Exactly one of `stream` and `stream_apps`.
+    #[schemars(with = "Option<RawStream>")]
+    pub stream: Option<Option<RawStream>>,
+    /// Several Stream apps instead of `stream`, by name (1 to 64 letters,
+    /// digits, `-` or `_`), each with its own key and secret; each token
+    /// route names its `app`.
+    #[schemars(
+        with = "Option<BTreeMap<String, RawStream>>",
+        extend("minProperties" = 1)
+    )]
+    pub stream_apps: Option<Option<BTreeMap<String, RawStream>>>,
     /// Limits and defaults of the token routes (validities, body size,
     /// roles, call types).
     // The token contract's own policy type is the section's shape.
@@ -121,10 +133,11 @@ pub(super) struct RawConfig {
     pub tracing: Option<TracingSettings>,
 }
 
-pub(super) const SECTIONS: [&str; 14] = [
+pub(super) const SECTIONS: [&str; 15] = [
     "listen",
     "upstreams",
     "stream",
+    "stream_apps",
     "tokens",
     "routes",
     "trusted_cidrs",
@@ -158,8 +171,14 @@ impl RawConfig {
                 tls.client_ca_file.as_mut().map(fix);
             }
         }
-        if let Some(stream) = &mut self.stream {
-            stream.api_secret_file.as_mut().map(fix);
+        let apps = self.stream.iter_mut().flatten().chain(
+            self.stream_apps
+                .iter_mut()
+                .flatten()
+                .flat_map(BTreeMap::values_mut),
+        );
+        for app in apps {
+            app.api_secret_file.as_mut().map(fix);
         }
         let identities = self.identity.iter_mut().chain(
             self.routes
@@ -208,6 +227,7 @@ impl RawConfig {
         }
         let mut take = |name: &str| map.remove(name);
         let (listen, upstreams, stream) = (take("listen"), take("upstreams"), take("stream"));
+        let stream_apps = take("stream_apps");
         let (tokens, routes, trusted_cidrs) =
             (take("tokens"), take("routes"), take("trusted_cidrs"));
         let (identity, cors, rate_limits) = (take("identity"), take("cors"), take("rate_limits"));
@@ -215,7 +235,8 @@ impl RawConfig {
         let (http, tracing) = (take("http"), take("tracing"));
         let listen = required("listen", listen, errors);
         let upstreams = required("upstreams", upstreams, errors);
-        let stream = required("stream", stream, errors);
+        let stream = optional("stream", stream, errors);
+        let stream_apps = optional("stream_apps", stream_apps, errors);
         let tokens = optional("tokens", tokens, errors);
         let routes = optional("routes", routes, errors);
         let trusted_cidrs = optional("trusted_cidrs", trusted_cidrs, errors);
@@ -231,6 +252,7 @@ impl RawConfig {
             listen,
             upstreams,
             stream,
+            stream_apps,
             tokens: tokens.map(Option::unwrap_or_default),
             routes,
             trusted_cidrs,
@@ -468,83 +490,6 @@ fn default_cors_headers() -> Vec<String> {
     vec!["Content-Type".into(), "Authorization".into()]
 }
 
-/// Abuse limits on token requests, each off when absent; a request over one
-/// is 429 with `Retry-After`.
-#[derive(Deserialize, Default, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "RateLimits")]
-pub(super) struct RawRateLimits {
-    /// Where the limits count: `local` (default; each process on its
-    /// own) or `redis` (one count for every process using the same Redis and
-    /// `redis.key_prefix`).
-    #[serde(default)]
-    pub backend: RateLimitBackend,
-    /// The shared Redis: required with `backend: redis`, refused without it.
-    pub redis: Option<RawRedis>,
-    /// Per Stream user a token is for.
-    pub per_identity: Option<RawRateLimit>,
-    /// Per client IP (see `trusted_cidrs`).
-    pub per_client_ip: Option<RawRateLimit>,
-}
-
-/// Where the limits count.
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum RateLimitBackend {
-    /// Each streamgate process counts on its own: with N replicas a limit
-    /// is up to N times as much.
-    #[default]
-    Local,
-    /// One count in Redis for every process using the same Redis and key
-    /// prefix (`rate_limits.redis`).
-    Redis,
-}
-
-/// The Redis that `backend: redis` counts in.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "Redis")]
-pub(super) struct RawRedis {
-    /// `redis://[user:password@]host:port[/db]`; the password is a secret:
-    /// usually `${REDIS_URL}`. Shown as `***` in logs and `/config_dump`.
-    pub url: String,
-    /// Put before every key (default `streamgate:`): deployments sharing a
-    /// Redis count together with the same prefix, apart with different ones.
-    #[serde(default = "default_key_prefix")]
-    #[schemars(length(min = 1))]
-    pub key_prefix: String,
-    /// Longest wait for one Redis answer, connecting included (default
-    /// `100ms`); past it, `on_error` decides.
-    #[serde(with = "humantime_serde", default = "default_redis_timeout")]
-    #[schemars(schema_with = "duration")]
-    pub timeout: Duration,
-    /// What a token request gets while Redis cannot answer (default `local`).
-    #[serde(default)]
-    pub on_error: OnError,
-}
-
-fn default_key_prefix() -> String {
-    "streamgate:".into()
-}
-
-fn default_redis_timeout() -> Duration {
-    Duration::from_millis(100)
-}
-
-/// `requests` per sliding `window`.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "RateLimit")]
-pub(super) struct RawRateLimit {
-    /// Requests allowed per window, at least 1.
-    #[schemars(range(min = 1))]
-    pub requests: u32,
-    /// The sliding window.
-    #[serde(with = "humantime_serde")]
-    #[schemars(schema_with = "duration")]
-    pub window: Duration,
-}
-
 /// A route: a `match` and exactly one of `mint`, `upstream` and
 /// `direct_response`.
 #[derive(Deserialize, JsonSchema)]
@@ -562,6 +507,9 @@ pub(super) struct RawRoute {
     pub direct_response: Option<RawDirectResponse>,
     /// Overrides the top-level `identity` for this token route.
     pub identity: Option<RawIdentity>,
+    /// For a token route: the `stream_apps` entry it signs for; optional
+    /// with one app.
+    pub app: Option<String>,
 }
 
 /// A fixed answer (Envoy's `direct_response`).
@@ -589,6 +537,10 @@ fn default_direct_content_type() -> String {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Match")]
 pub(super) struct RawMatch {
+    /// Only requests for this host match (the `Host` header, or HTTP/2's
+    /// `:authority`): `eu.example.com` exactly, or `*.example.com` for any
+    /// name under it; without case, port or trailing dot. Absent: any host.
+    pub host: Option<String>,
     /// Only this HTTP method matches; absent: any.
     pub method: Option<String>,
     /// The path equals this (query string not included).

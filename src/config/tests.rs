@@ -67,7 +67,9 @@ fn route_errors_are_each_reported() {
 #[test]
 fn minimal_config_gets_documented_defaults() {
     let config = load(MINIMAL).expect("valid");
-    assert!(config.stream.api_secret == SecretSource::Inline("s3cr3t \"#: value".into()));
+    assert!(
+        config.apps[0].credentials.api_secret == SecretSource::Inline("s3cr3t \"#: value".into())
+    );
     assert_eq!(config.admin.listen, "0.0.0.0:9901".parse().unwrap());
     assert_eq!(config.access_log.format, AccessLogFormat::Json);
     assert_eq!(config.tokens, TokenPolicy::default());
@@ -159,7 +161,7 @@ fn dev_secret_and_open_mint_route_warn() {
 fn action_of(config: &Config, method: Method, path: &str) -> Option<String> {
     config
         .routes
-        .find(&method, path)
+        .find(&method, None, path)
         .map(|route| match &route.action {
             RouteAction::Mint(settings) => format!("{:?}", settings.kind),
             RouteAction::Proxy(upstream) => upstream.clone(),

@@ -44,7 +44,7 @@ pub use ctx::RequestCtx;
 use forwarding::peer_ip;
 use token_route::TokenRoute;
 
-use crate::config::{Config, RateLimitSetting, RouteAction};
+use crate::config::{Config, RateLimitSetting, RouteAction, StreamApp};
 use crate::identity::IdentitySource;
 use crate::limits::{Limit, RedisLimiter, Shared};
 use crate::net::headers::UnderscoresAction;
@@ -52,12 +52,32 @@ use crate::net::path::PathRules;
 use crate::net::request_id::{self, X_REQUEST_ID};
 use crate::net::TrustedNetworks;
 use crate::respond::Answer;
-use crate::routing::{DirectResponse, RouteTable};
+use crate::routing::{request_host, DirectResponse, RouteTable};
 use crate::telemetry::access_log::{AccessLogFormat, AccessLogSettings, AccessRecord};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::trace::{Finished, Tracing};
 use crate::token::{SignerSlot, TokenMinter};
 use crate::upstream::{UnknownUpstream, Upstream, Upstreams};
+
+/// A name the configuration was checked to define, missing at run time: a
+/// fault of ours, reported at start rather than on a request.
+#[derive(Debug, thiserror::Error)]
+pub enum UnknownTarget {
+    #[error(transparent)]
+    Upstream(#[from] UnknownUpstream),
+    #[error("no Stream app named {0:?} (the configuration check should have refused it)")]
+    App(String),
+}
+
+/// The host a request names, for routes with `match.host`: HTTP/2's
+/// `:authority`, else the `Host` header; without the port ([`request_host`]).
+fn host_of(request: &RequestHeader) -> Option<&str> {
+    let authority = match request.uri.authority() {
+        Some(authority) => authority.as_str(),
+        None => request.headers.get(header::HOST)?.to_str().ok()?,
+    };
+    Some(request_host(authority))
+}
 
 /// Where a matched route leads, with its runtime state.
 enum Target {
@@ -68,7 +88,6 @@ enum Target {
 
 pub struct Gateway {
     routes: RouteTable<Target>,
-    minter: TokenMinter,
     trusted: TrustedNetworks,
     paths: PathRules,
     per_client_ip: Option<Limit>,
@@ -85,29 +104,43 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// `upstreams` and `metrics` are shared with the admin listener, `signer`
-    /// with the secret watcher, `tracing` with the server (which flushes it
-    /// at exit); `connector` makes the forward-auth session checks. Fails
-    /// only if the configuration names an upstream it does not define, which
-    /// its check refuses.
+    /// `upstreams` and `metrics` are shared with the admin listener, each
+    /// app's signer with its secret watcher, `tracing` with the server (which
+    /// flushes it at exit); `connector` makes the forward-auth session
+    /// checks. Fails only if the configuration names an upstream or app it
+    /// does not define, which its check refuses.
     pub fn new(
         config: Config,
         upstreams: &Upstreams,
-        signer: Arc<SignerSlot>,
+        signers: &[(StreamApp, Arc<SignerSlot>)],
         metrics: Arc<Metrics>,
         connector: Connector,
         tracing: Arc<Tracing>,
-    ) -> Result<Self, UnknownUpstream> {
+    ) -> Result<Self, UnknownTarget> {
         let mut spoofable_headers = Vec::new();
+        let tokens = config.tokens;
         let routes = config.routes.try_map(|label, action| match action {
             RouteAction::Mint(settings) => {
                 if let IdentitySource::Header(mode) = &settings.identity {
                     spoofable_headers.extend(mode.spoofable_headers().cloned());
                 }
-                TokenRoute::new(label, *settings, upstreams, &metrics)
+                let (app, signer) = signers
+                    .iter()
+                    .find(|(app, _)| app.name == settings.app)
+                    .ok_or_else(|| UnknownTarget::App(settings.app.clone()))?;
+                let minter = TokenMinter::with_signer(
+                    &app.credentials.api_key,
+                    Arc::clone(signer),
+                    tokens.clone(),
+                );
+                TokenRoute::new(label, *settings, minter, upstreams, &metrics)
                     .map(|route| Target::Mint(Arc::new(route)))
+                    .map_err(UnknownTarget::Upstream)
             }
-            RouteAction::Proxy(name) => upstreams.get(&name).map(Target::Proxy),
+            RouteAction::Proxy(name) => upstreams
+                .get(&name)
+                .map(Target::Proxy)
+                .map_err(UnknownTarget::Upstream),
             RouteAction::Respond(direct) => Ok(Target::Respond(direct)),
         })?;
         let shared = config.rate_limits.redis.as_ref().map(|redis| {
@@ -119,7 +152,6 @@ impl Gateway {
         };
         Ok(Gateway {
             routes,
-            minter: TokenMinter::with_signer(&config.stream.api_key, signer, config.tokens),
             trusted: config.trusted_cidrs,
             paths: config.http.path_rules(),
             per_client_ip: limit("client_ip", config.rate_limits.per_client_ip),
@@ -152,7 +184,7 @@ impl Gateway {
         }
         let requested = request.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
         let method = Method::from_bytes(requested.as_bytes()).ok()?;
-        let Target::Mint(route) = &self.routes.find(&method, path)?.action else {
+        let Target::Mint(route) = &self.routes.find(&method, host_of(request), path)?.action else {
             return None;
         };
         let cors = route.cors.as_ref()?;
@@ -195,7 +227,10 @@ impl ProxyHttp for Gateway {
             answer.write(session, &ctx.request_id).await?;
             return Ok(true);
         }
-        let Some(route) = self.routes.find(&request.method, ctx.path(request)) else {
+        let Some(route) = self
+            .routes
+            .find(&request.method, host_of(request), ctx.path(request))
+        else {
             let message = format!(
                 "Not found: no route matches {} {}",
                 request.method,

@@ -23,13 +23,18 @@ use crate::net::forwarded::X_FORWARDED_FOR;
 use crate::respond::Answer;
 use crate::telemetry::metrics::{Metrics, TokenRouteMetrics};
 use crate::telemetry::trace::RequestTrace;
-use crate::token::{Identity, MintKind, Rejection};
+use crate::token::{Identity, MintKind, Rejection, TokenMinter};
 use crate::upstream::{UnknownUpstream, Upstreams};
 
 /// One token route and everything a request to it needs at run time.
 pub struct TokenRoute {
     /// `POST /api/tokens/user`: the access log's route and the metrics' label.
     pub(super) label: String,
+    /// The Stream app it signs for: the metrics' `app` label, and part of
+    /// the per-user limit's key (the same id in two apps is two users).
+    pub(super) app: String,
+    /// Signs with the app's key and current secret.
+    pub(super) minter: TokenMinter,
     pub(super) kind: MintKind,
     pub(super) caller: Caller,
     /// The identity mode's name, the identity-failures metric's `mode` label.
@@ -51,6 +56,7 @@ impl TokenRoute {
     pub(super) fn new(
         label: String,
         settings: TokenRouteSettings,
+        minter: TokenMinter,
         upstreams: &Upstreams,
         metrics: &Metrics,
     ) -> Result<TokenRoute, UnknownUpstream> {
@@ -65,8 +71,10 @@ impl TokenRoute {
             }
         };
         Ok(TokenRoute {
-            metrics: metrics.token_route(&label),
+            metrics: metrics.token_route(&label, &settings.app),
             label,
+            app: settings.app,
+            minter,
             kind: settings.kind,
             caller,
             mode,
@@ -138,7 +146,7 @@ impl Gateway {
             Some(reason) => self
                 .metrics
                 .tokens_refused
-                .with_label_values(&[route.label.as_str(), reason])
+                .with_label_values(&[route.label.as_str(), route.app.as_str(), reason])
                 .inc(),
         }
         Ok(outcome)
@@ -156,7 +164,7 @@ impl Gateway {
         let expects_continue = headers
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if let Err(rejection) = self.minter.check_headers(content_type, content_length) {
+        if let Err(rejection) = route.minter.check_headers(content_type, content_length) {
             // The body was not read: the connection cannot carry another request.
             session.set_keepalive(None);
             return Ok(rejection.into());
@@ -164,10 +172,10 @@ impl Gateway {
         if expects_continue {
             framing::write_continue(session).await?;
         }
-        let Some(body) = read_body_up_to(session, self.minter.policy().max_body_bytes).await?
+        let Some(body) = read_body_up_to(session, route.minter.policy().max_body_bytes).await?
         else {
             session.set_keepalive(None);
-            return Ok(self.minter.too_large().into());
+            return Ok(route.minter.too_large().into());
         };
         let peer = peer_ip(session);
         if let (Some(limit), Some(peer)) = (&self.per_client_ip, peer) {
@@ -190,22 +198,24 @@ impl Gateway {
                 return Ok(error.into());
             }
         };
-        let grant = match self
+        let grant = match route
             .minter
             .parse(route.kind, &body, identity.is_some())
-            .and_then(|request| self.minter.authorize(request, identity.as_ref()))
+            .and_then(|request| route.minter.authorize(request, identity.as_ref()))
         {
             Ok(grant) => grant,
             Err(rejection) => return Ok(rejection.into()),
         };
         if let Some(limit) = &self.per_identity {
-            let checked = limit.check(&grant.user_id).await;
+            let checked = limit
+                .check(&format!("{}:{}", route.app, grant.user_id))
+                .await;
             if let Some(mut outcome) = self.limited(route, "identity", checked) {
                 outcome.user_id = Some(grant.user_id);
                 return Ok(outcome);
             }
         }
-        let mut outcome = match self.minter.issue(&grant, SystemTime::now()) {
+        let mut outcome = match route.minter.issue(&grant, SystemTime::now()) {
             Ok(reply) => TokenOutcome {
                 answer: Answer::json(reply),
                 refusal: None,
@@ -238,7 +248,7 @@ impl Gateway {
             } => {
                 self.metrics
                     .rate_limited
-                    .with_label_values(&[route.label.as_str(), limit])
+                    .with_label_values(&[route.label.as_str(), route.app.as_str(), limit])
                     .inc();
                 Rejection::TooManyRequests {
                     retry_after_seconds,

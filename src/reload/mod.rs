@@ -14,6 +14,7 @@
 //! Nothing here knows what the file holds: each owner passes a parse-and-store
 //! function, so this module imports no other module of the crate.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -57,7 +58,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub struct WatchedFile {
     path: PathBuf,
     /// "Stream API secret", "JWKS": how log lines name it.
-    what: &'static str,
+    what: Cow<'static, str>,
     /// What it means while no value was ever loaded, for the error log.
     unloaded: &'static str,
     apply: Apply,
@@ -74,10 +75,10 @@ impl fmt::Debug for WatchedFile {
 }
 
 impl WatchedFile {
-    pub fn new(path: impl Into<PathBuf>, what: &'static str, apply: Apply) -> Self {
+    pub fn new(path: impl Into<PathBuf>, what: impl Into<Cow<'static, str>>, apply: Apply) -> Self {
         WatchedFile {
             path: path.into(),
-            what,
+            what: what.into(),
             unloaded: "none is loaded yet",
             apply,
             observer: None,

@@ -25,18 +25,101 @@ pub struct DirectResponse {
     pub body: bytes::Bytes,
 }
 
+/// Which hosts a route takes (`match.host`): one sidecar in front of
+/// `eu.example.com` and `us.example.com` can mint for a different Stream app
+/// on each. Host names compare without case, as DNS does; the request's port
+/// is not part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// `eu.example.com`, stored in lower case.
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`: any name ending so, with
+    /// one label or more before it (`a.example.com`, `a.b.example.com`), but
+    /// not `example.com` itself (Envoy's and nginx's reading).
+    Suffix(String),
+}
+
+impl HostMatch {
+    /// `eu.example.com` or `*.example.com`. Errors say why: empty, a port,
+    /// or a `*` other than one leading `*.`.
+    pub fn parse(text: &str) -> Result<HostMatch, String> {
+        let lower = text.to_ascii_lowercase();
+        let (name, wildcard) = match lower.strip_prefix("*.") {
+            Some(rest) => (rest, true),
+            None => (lower.as_str(), false),
+        };
+        if name.is_empty() || name.contains(['*', ':', '/', ' ']) || name.starts_with('.') {
+            return Err(format!(
+                "{text:?} is not a host name or a wildcard like \"*.example.com\" \
+                 (no port, no scheme, a '*' only as the first label)"
+            ));
+        }
+        Ok(if wildcard {
+            HostMatch::Suffix(format!(".{name}"))
+        } else {
+            HostMatch::Exact(name.to_string())
+        })
+    }
+
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Exact(name) => host.eq_ignore_ascii_case(name),
+            HostMatch::Suffix(suffix) => {
+                host.len() > suffix.len()
+                    && host.is_char_boundary(host.len() - suffix.len())
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        }
+    }
+
+    /// A host the pattern takes (`*.example.com`: `any.example.com`), to
+    /// ask a table which route a request for it reaches.
+    pub fn sample(&self) -> String {
+        match self {
+            HostMatch::Exact(name) => name.clone(),
+            HostMatch::Suffix(suffix) => format!("any{suffix}"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            HostMatch::Exact(name) => name.clone(),
+            HostMatch::Suffix(suffix) => format!("*{suffix}"),
+        }
+    }
+}
+
+/// The host a request names (its `Host` header or HTTP/2 `:authority`)
+/// without the port and a trailing dot: `Eu.Example.com:8443` →
+/// `Eu.Example.com`, `[::1]:80` → `[::1]`.
+pub fn request_host(authority: &str) -> &str {
+    let host = match authority.rfind(':') {
+        // A colon inside brackets belongs to an IPv6 address.
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    };
+    host.strip_suffix('.').unwrap_or(host)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route<A> {
     /// `None` matches every method.
     pub method: Option<http::Method>,
+    /// `None` matches every host (and a request without one).
+    pub host: Option<HostMatch>,
     pub path: PathMatch,
     pub action: A,
 }
 
 impl<A> Route<A> {
-    fn matches(&self, method: &http::Method, path: &str) -> bool {
+    fn matches(&self, method: &http::Method, host: Option<&str>, path: &str) -> bool {
         if self.method.as_ref().is_some_and(|m| m != method) {
             return false;
+        }
+        if let Some(wanted) = &self.host {
+            if !host.is_some_and(|host| wanted.matches(host)) {
+                return false;
+            }
         }
         match &self.path {
             PathMatch::Exact(p) => path == p,
@@ -44,8 +127,6 @@ impl<A> Route<A> {
         }
     }
 
-    /// `POST /api/tokens/user`, `* /static/*`: how the route reads in logs and
-    /// metric labels.
     /// The path pattern, OpenTelemetry's `http.route`: the path itself, or
     /// the prefix followed by `*`.
     pub fn template(&self) -> std::borrow::Cow<'_, str> {
@@ -55,11 +136,17 @@ impl<A> Route<A> {
         }
     }
 
+    /// `POST /api/tokens/user`, `* /static/*`, `POST eu.example.com/api/tokens/user`:
+    /// how the route reads in logs and metric labels.
     pub fn describe(&self) -> String {
         let method = self.method.as_ref().map_or("*", http::Method::as_str);
+        let host = self
+            .host
+            .as_ref()
+            .map_or_else(String::new, HostMatch::describe);
         match &self.path {
-            PathMatch::Exact(p) => format!("{method} {p}"),
-            PathMatch::Prefix(p) => format!("{method} {p}*"),
+            PathMatch::Exact(p) => format!("{method} {host}{p}"),
+            PathMatch::Prefix(p) => format!("{method} {host}{p}*"),
         }
     }
 }
@@ -78,9 +165,10 @@ impl<A> RouteTable<A> {
         &self.routes
     }
 
-    /// The first route matching the request, if any.
-    pub fn find(&self, method: &http::Method, path: &str) -> Option<&Route<A>> {
-        self.routes.iter().find(|r| r.matches(method, path))
+    /// The first route matching the request, if any; `host` as
+    /// [`request_host`] reads it.
+    pub fn find(&self, method: &http::Method, host: Option<&str>, path: &str) -> Option<&Route<A>> {
+        self.routes.iter().find(|r| r.matches(method, host, path))
     }
 
     /// The same routes, each leading to `f(description, action)` instead of
@@ -96,6 +184,7 @@ impl<A> RouteTable<A> {
                 let description = route.describe();
                 Ok(Route {
                     method: route.method,
+                    host: route.host,
                     path: route.path,
                     action: f(description, route.action)?,
                 })
@@ -113,6 +202,7 @@ mod tests {
     fn table() -> RouteTable<&'static str> {
         let route = |method: Option<Method>, path: PathMatch, action| Route {
             method,
+            host: None,
             path,
             action,
         };
@@ -131,7 +221,7 @@ mod tests {
     #[test]
     fn exact_paths_match_only_their_method_and_path() {
         let table = table();
-        let action = |m: Method, p: &str| table.find(&m, p).map(|r| r.action);
+        let action = |m: Method, p: &str| table.find(&m, None, p).map(|r| r.action);
         assert_eq!(action(Method::POST, "/api/tokens/user"), Some("user"));
         assert_eq!(action(Method::GET, "/api/tokens/user"), Some("app"));
         assert_eq!(action(Method::POST, "/api/tokens/user/x"), Some("app"));
@@ -142,14 +232,14 @@ mod tests {
     fn first_match_wins_and_unmatched_is_none() {
         let table = table();
         assert_eq!(
-            table.find(&Method::GET, "/ws/chat").map(|r| r.action),
+            table.find(&Method::GET, None, "/ws/chat").map(|r| r.action),
             Some("ws")
         );
         assert_eq!(
-            table.find(&Method::GET, "/web").map(|r| r.action),
+            table.find(&Method::GET, None, "/web").map(|r| r.action),
             Some("w")
         );
-        assert_eq!(table.find(&Method::GET, "/other"), None);
+        assert_eq!(table.find(&Method::GET, None, "/other"), None);
     }
 
     #[test]
@@ -162,5 +252,75 @@ mod tests {
             ("POST /api/tokens/user".to_string(), 4)
         );
         assert_eq!(table.routes()[1].describe(), "* /ws*");
+    }
+
+    #[test]
+    fn hosts_match_exactly_or_by_suffix_without_case_or_port() {
+        let route = |host: &str, action| Route {
+            method: None,
+            host: Some(HostMatch::parse(host).unwrap()),
+            path: PathMatch::Prefix("/".into()),
+            action,
+        };
+        let table = RouteTable::new(vec![
+            route("EU.example.com", "eu"),
+            route("*.us.example.com", "us"),
+            Route {
+                method: None,
+                host: None,
+                path: PathMatch::Prefix("/".into()),
+                action: "any",
+            },
+        ]);
+        let action = |authority: Option<&str>| {
+            table
+                .find(&Method::GET, authority.map(request_host), "/x")
+                .map(|r| r.action)
+        };
+        assert_eq!(action(Some("eu.example.com")), Some("eu"));
+        assert_eq!(action(Some("Eu.Example.COM:8443")), Some("eu"));
+        assert_eq!(action(Some("eu.example.com.")), Some("eu"));
+        assert_eq!(
+            action(Some("a.eu.example.com")),
+            Some("any"),
+            "exact is exact"
+        );
+        assert_eq!(action(Some("a.us.example.com")), Some("us"));
+        assert_eq!(action(Some("a.b.US.example.com:80")), Some("us"));
+        assert_eq!(
+            action(Some("us.example.com")),
+            Some("any"),
+            "a wildcard needs a label"
+        );
+        assert_eq!(action(Some("xus.example.com")), Some("any"));
+        assert_eq!(action(Some("[::1]:3000")), Some("any"));
+        assert_eq!(action(None), Some("any"), "a host route needs a host");
+        assert_eq!(request_host("[::1]:3000"), "[::1]");
+        assert_eq!(request_host("[::1]"), "[::1]");
+        assert_eq!(
+            table.routes()[1].describe(),
+            "* *.us.example.com/*",
+            "metric labels tell host routes apart"
+        );
+    }
+
+    #[test]
+    fn host_patterns_are_names_or_one_leading_wildcard() {
+        for bad in [
+            "",
+            "*",
+            "*.",
+            "a.*.com",
+            "example.com:443",
+            "https://a.com",
+            ".a.com",
+            "**.a.com",
+        ] {
+            assert!(HostMatch::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            HostMatch::parse("*.Example.com"),
+            Ok(HostMatch::Suffix(".example.com".into()))
+        );
     }
 }

@@ -45,7 +45,9 @@ mod signals;
 mod tls;
 
 use crate::admin::{AdminService, Health};
-use crate::config::{Config, HttpSettings, ReadinessProbe, SecretSource, ServerSettings};
+use crate::config::{
+    Config, HttpSettings, ReadinessProbe, SecretSource, ServerSettings, StreamApp,
+};
 use crate::fetch::KeySetFetchers;
 use crate::identity::JwksKeys;
 use crate::proxy::Gateway;
@@ -99,9 +101,8 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new());
-    let signer = Arc::new(SignerSlot::default());
     let mut watched_files = std::mem::take(&mut config.watched_files);
-    watched_files.extend(api_secret(&config.stream.api_secret, &signer, &metrics).map(Arc::new));
+    let signers = app_signers(&config.apps, &metrics, &mut watched_files);
     let tls = tls::settings(&config.listen, &metrics, &mut watched_files)
         .unwrap_or_else(|e| fail_to_start(&e));
     // Kept alive for the life of the process: dropping it stops the watch.
@@ -123,7 +124,7 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
         "streamgate admin".to_string(),
         AdminService {
             health: Arc::clone(&health),
-            signer: Arc::clone(&signer),
+            signers: signers.clone(),
             metrics: Arc::clone(&metrics),
             probe,
             connector: connector(),
@@ -142,7 +143,7 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     let gateway = Gateway::new(
         config,
         &upstreams,
-        signer,
+        &signers,
         Arc::clone(&metrics),
         connector(),
         Arc::clone(&tracing),
@@ -294,26 +295,44 @@ fn server_conf(settings: &ServerSettings) -> ServerConf {
     }
 }
 
-/// The Stream API secret: an inline one signs from now on; a file is
+/// A signer for each Stream app: each signs on its own, and a secret file
+/// is followed on its own (added to `watched_files`).
+fn app_signers(
+    apps: &[StreamApp],
+    metrics: &Arc<Metrics>,
+    watched_files: &mut Vec<Arc<WatchedFile>>,
+) -> Vec<(StreamApp, Arc<SignerSlot>)> {
+    let signers: Vec<(StreamApp, Arc<SignerSlot>)> = apps
+        .iter()
+        .map(|app| (app.clone(), Arc::new(SignerSlot::default())))
+        .collect();
+    for (app, signer) in &signers {
+        watched_files.extend(api_secret(app, signer, metrics).map(Arc::new));
+    }
+    signers
+}
+
+/// A Stream app's API secret: an inline one signs from now on; a file is
 /// returned, to be followed.
 fn api_secret(
-    source: &SecretSource,
+    app: &StreamApp,
     signer: &Arc<SignerSlot>,
     metrics: &Arc<Metrics>,
 ) -> Option<WatchedFile> {
-    match source {
+    match &app.credentials.api_secret {
         SecretSource::Inline(secret) => {
             signer.replace(secret.as_bytes());
-            metrics.secret_loaded.set(1);
+            metrics.secret_loaded.with_label_values(&[&app.name]).set(1);
             None
         }
-        SecretSource::File(path) => Some(api_secret_file(path, signer, metrics)),
+        SecretSource::File(path) => Some(api_secret_file(app, path, signer, metrics)),
     }
 }
 
 /// The Stream API secret file, followed: a good new secret replaces the
 /// signer in one swap; the metrics say whether one is loaded and count reloads.
 fn api_secret_file(
+    app: &StreamApp,
     path: &std::path::Path,
     signer: &Arc<SignerSlot>,
     metrics: &Arc<Metrics>,
@@ -333,15 +352,27 @@ fn api_secret_file(
         *in_use = Some(fingerprint);
         Ok(Applied::Changed)
     });
-    let metrics = Arc::clone(metrics);
-    WatchedFile::new(path, "Stream API secret", apply)
-        .while_unloaded("token routes answer 503 until it holds a secret")
+    let (reloads, failures, loaded) = (
+        metrics.secret_reloads.with_label_values(&[&app.name]),
+        metrics
+            .secret_reload_failures
+            .with_label_values(&[&app.name]),
+        metrics.secret_loaded.with_label_values(&[&app.name]),
+    );
+    // Shown before at zero, so that an app whose file is missing is visible.
+    loaded.set(0);
+    let what = match app.key.as_str() {
+        "stream" => "Stream API secret".to_string(),
+        key => format!("Stream API secret of {key}"),
+    };
+    WatchedFile::new(path, what, apply)
+        .while_unloaded("its token routes answer 503 until it holds a secret")
         .observe(move |outcome| match outcome {
             Reload::Loaded => {
-                metrics.secret_reloads.inc();
-                metrics.secret_loaded.set(1);
+                reloads.inc();
+                loaded.set(1);
             }
-            Reload::Failed(_) => metrics.secret_reload_failures.inc(),
+            Reload::Failed(_) => failures.inc(),
             Reload::Unchanged => {}
         })
 }

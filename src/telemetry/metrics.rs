@@ -25,9 +25,9 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub rate_limit_backend_errors: IntCounterVec,
     pub identity_failures: IntCounterVec,
-    pub secret_reloads: IntCounter,
-    pub secret_reload_failures: IntCounter,
-    pub secret_loaded: IntGauge,
+    pub secret_reloads: IntCounterVec,
+    pub secret_reload_failures: IntCounterVec,
+    pub secret_loaded: IntGaugeVec,
     pub downstream_connections: IntGauge,
     pub downstream_connections_waiting: IntGauge,
     pub downstream_connections_queued: IntCounter,
@@ -83,13 +83,13 @@ impl Metrics {
         let metrics = Metrics {
             tokens_issued: counter(
                 "streamgate_tokens_issued_total",
-                "Tokens minted, by route.",
-                &["route"],
+                "Tokens minted, by route and Stream app.",
+                &["route", "app"],
             ),
             tokens_refused: counter(
                 "streamgate_tokens_refused_total",
-                "Token requests refused, by route and reason.",
-                &["route", "reason"],
+                "Token requests refused, by route, Stream app and reason.",
+                &["route", "app", "reason"],
             ),
             token_duration: histogram(
                 "streamgate_token_request_duration_seconds",
@@ -122,8 +122,8 @@ impl Metrics {
             ),
             rate_limited: counter(
                 "streamgate_rate_limited_total",
-                "Token requests refused by a rate limit, by route and limit.",
-                &["route", "limit"],
+                "Token requests refused by a rate limit, by route, Stream app and limit.",
+                &["route", "app", "limit"],
             ),
             rate_limit_backend_errors: counter(
                 "streamgate_rate_limit_backend_errors_total",
@@ -137,21 +137,22 @@ impl Metrics {
                 "Token requests whose caller could not be identified, by route, mode and result.",
                 &["route", "mode", "result"],
             ),
-            secret_reloads: IntCounter::new(
+            secret_reloads: counter(
                 "streamgate_secret_reloads_total",
-                "Stream API secret loaded from its file.",
-            )
-            .expect("valid metric definition"),
-            secret_reload_failures: IntCounter::new(
+                "Stream API secret loaded from its file, by Stream app.",
+                &["app"],
+            ),
+            secret_reload_failures: counter(
                 "streamgate_secret_reload_failures_total",
-                "Stream API secret file changes that could not be used (unreadable or empty).",
-            )
-            .expect("valid metric definition"),
-            secret_loaded: IntGauge::new(
+                "Stream API secret file changes that could not be used (unreadable or empty), \
+                 by Stream app.",
+                &["app"],
+            ),
+            secret_loaded: gauge(
                 "streamgate_secret_loaded",
-                "1 when a Stream API secret is loaded.",
-            )
-            .expect("valid metric definition"),
+                "1 when the Stream app's API secret is loaded, by Stream app.",
+                &["app"],
+            ),
             downstream_connections: IntGauge::new(
                 "streamgate_downstream_connections",
                 "Client connections being served, each holding one of http.max_downstream_connections.",
@@ -231,10 +232,8 @@ impl Metrics {
             registry,
         };
         for single in [
-            Box::new(metrics.secret_reloads.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(metrics.secret_reload_failures.clone()),
-            Box::new(metrics.secret_loaded.clone()),
-            Box::new(metrics.downstream_connections.clone()),
+            Box::new(metrics.downstream_connections.clone())
+                as Box<dyn prometheus::core::Collector>,
             Box::new(metrics.downstream_connections_waiting.clone()),
             Box::new(metrics.downstream_connections_queued.clone()),
             Box::new(metrics.downstream_connections_refused.clone()),
@@ -324,9 +323,10 @@ impl UpstreamMetrics {
 }
 
 impl Metrics {
-    pub fn token_route(&self, route: &str) -> TokenRouteMetrics {
+    /// `app` is the name of the Stream app the route signs for.
+    pub fn token_route(&self, route: &str, app: &str) -> TokenRouteMetrics {
         TokenRouteMetrics {
-            issued: self.tokens_issued.with_label_values(&[route]),
+            issued: self.tokens_issued.with_label_values(&[route, app]),
             duration: self.token_duration.with_label_values(&[route]),
         }
     }
@@ -378,12 +378,14 @@ mod tests {
         let metrics = Metrics::new();
         metrics
             .tokens_issued
-            .with_label_values(&["POST /api/tokens/user"])
+            .with_label_values(&["POST /api/tokens/user", "default"])
             .inc();
-        metrics.secret_loaded.set(1);
+        metrics.secret_loaded.with_label_values(&["eu"]).set(1);
         let text = String::from_utf8(metrics.render()).unwrap();
         assert!(
-            text.contains("streamgate_tokens_issued_total{route=\"POST /api/tokens/user\"} 1"),
+            text.contains(
+                "streamgate_tokens_issued_total{app=\"default\",route=\"POST /api/tokens/user\"} 1"
+            ),
             "{text}"
         );
         // Prometheus writes labels in name order.
@@ -394,7 +396,10 @@ mod tests {
             version::VERSION
         );
         assert!(text.contains(&build_info), "{text}");
-        assert!(text.contains("streamgate_secret_loaded 1"), "{text}");
+        assert!(
+            text.contains("streamgate_secret_loaded{app=\"eu\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

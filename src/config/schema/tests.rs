@@ -5,7 +5,7 @@ fn document() -> Value {
 }
 
 #[test]
-fn the_sections_are_the_files_sections_and_three_are_required() {
+fn the_sections_are_the_files_sections_and_listen_upstreams_and_one_app_form_are_required() {
     let document = document();
     let properties = document["properties"].as_object().expect("properties");
     let mut names: Vec<&str> = properties.keys().map(String::as_str).collect();
@@ -13,9 +13,11 @@ fn the_sections_are_the_files_sections_and_three_are_required() {
     names.sort_unstable();
     sections.sort_unstable();
     assert_eq!(names, sections);
+    assert_eq!(document["required"], json!(["listen", "upstreams"]));
+    // One Stream app (`stream`) or several (`stream_apps`), never both.
     assert_eq!(
-        document["required"],
-        json!(["listen", "upstreams", "stream"])
+        document["oneOf"],
+        json!([{ "required": ["stream"] }, { "required": ["stream_apps"] }])
     );
     assert_eq!(document["additionalProperties"], json!(false));
 }

@@ -12,6 +12,7 @@ use crate::identity::JwksKeys;
 use crate::net::TrustedNetworks;
 use crate::reload::WatchedFile;
 
+mod apps;
 mod identity;
 mod listeners;
 mod routes;
@@ -26,7 +27,10 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
     let upstreams = raw
         .upstreams
         .and_then(|upstreams| listeners::upstreams(upstreams, errors));
-    let stream = raw.stream.and_then(|s| errors.keep(tokens::stream(s)));
+    let apps = match (raw.stream, raw.stream_apps) {
+        (Some(stream), Some(stream_apps)) => apps::apps(stream, stream_apps, errors),
+        _ => None,
+    };
     let tokens = raw.tokens.and_then(|t| errors.keep(tokens::policy(t)));
     let trusted_cidrs =
         raw.trusted_cidrs.map(|list| match list {
@@ -64,6 +68,7 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
             identity: raw.identity?,
             cors: cors?,
             upstreams: &upstreams,
+            apps: apps.as_deref(),
             paths: http.as_ref().map(HttpSettings::path_rules),
         },
         &mut followed,
@@ -78,7 +83,7 @@ pub(super) fn config(raw: RawConfig, errors: &mut Errors) -> Option<Config> {
     Some(Config {
         listen: listen?,
         upstreams,
-        stream: stream?,
+        apps: apps?,
         tokens: tokens?,
         routes: routes?,
         trusted_cidrs: trusted_cidrs?,

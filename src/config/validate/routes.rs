@@ -1,6 +1,6 @@
 //! `routes`: the ordered route table, or the default one when the key is
-//! absent; each token route gets its identity (its own or the top-level one)
-//! and the CORS policy.
+//! absent; each token route gets its app, its identity (its own or the
+//! top-level one) and the CORS policy.
 
 use http::Method;
 
@@ -8,11 +8,11 @@ use super::identity::identity;
 use super::Followed;
 use super::{method, upstream_name};
 use crate::config::error::{ConfigError, Errors};
-use crate::config::raw::{RawIdentity, RawRoute};
-use crate::config::{RouteAction, TokenRouteSettings, UpstreamSettings};
+use crate::config::raw::{RawIdentity, RawMatch, RawRoute};
+use crate::config::{RouteAction, StreamApp, TokenRouteSettings, UpstreamSettings};
 use crate::net::cors::CorsPolicy;
 use crate::net::path::PathRules;
-use crate::routing::{DirectResponse, PathMatch, Route, RouteTable};
+use crate::routing::{DirectResponse, HostMatch, PathMatch, Route, RouteTable};
 use crate::token::MintKind;
 
 /// What token routes get unless they say otherwise.
@@ -20,6 +20,9 @@ pub(super) struct Defaults<'a> {
     pub identity: RawIdentity,
     pub cors: Option<CorsPolicy>,
     pub upstreams: &'a [UpstreamSettings],
+    /// `None` when `stream`/`stream_apps` is itself broken, which its own
+    /// error reports: a route's `app` is then not checked.
+    pub apps: Option<&'a [StreamApp]>,
     /// Route paths are checked against them; `None` when the `http` section
     /// is itself broken, which its own error reports.
     pub paths: Option<PathRules>,
@@ -32,18 +35,50 @@ impl Defaults<'_> {
         &self,
         kind: MintKind,
         own_identity: Option<RawIdentity>,
+        app: Option<String>,
         route_key: &str,
         followed: &mut Followed,
     ) -> Result<TokenRouteSettings, ConfigError> {
+        let app = self.app(app, route_key)?;
         let (raw, key) = match own_identity {
             Some(raw) => (raw, format!("{route_key}.identity")),
             None => (self.identity.clone(), "identity".to_string()),
         };
         Ok(TokenRouteSettings {
             kind,
+            app,
             identity: identity(raw, &key, self.upstreams, followed)?,
             cors: self.cors.clone(),
         })
+    }
+
+    /// The app `name`, checked to exist; without a name, the only app.
+    fn app(&self, name: Option<String>, route_key: &str) -> Result<String, ConfigError> {
+        let Some(apps) = self.apps else {
+            // Reported as the apps' own error; the route is not the problem.
+            return Ok(name.unwrap_or_default());
+        };
+        let names = || {
+            apps.iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (name, apps) {
+            (Some(name), _) if apps.iter().any(|a| a.name == name) => Ok(name),
+            (Some(name), _) => Err(ConfigError::new(
+                format!("{route_key}.app"),
+                format!("unknown app {name:?} (stream_apps: {})", names()),
+            )),
+            (None, [only]) => Ok(only.name.clone()),
+            (None, _) => Err(ConfigError::new(
+                format!("{route_key}.app"),
+                format!(
+                    "is required: stream_apps names several apps ({}), so each token route says which it signs for",
+                    names()
+                ),
+            )),
+        }
     }
 }
 
@@ -87,10 +122,18 @@ fn default_table(
         ));
         return None;
     };
+    if defaults.apps.is_some_and(|apps| apps.len() > 1) {
+        errors.push(ConfigError::new(
+            "routes",
+            "is required when stream_apps names several apps, to say which route signs for which",
+        ));
+        return None;
+    }
     let mut mint = |path: &str, kind| {
-        let settings = errors.keep(defaults.token_route(kind, None, "routes", followed))?;
+        let settings = errors.keep(defaults.token_route(kind, None, None, "routes", followed))?;
         Some(Route {
             method: Some(Method::POST),
+            host: None,
             path: PathMatch::Exact(path.into()),
             action: RouteAction::Mint(Box::new(settings)),
         })
@@ -102,6 +145,7 @@ fn default_table(
         call?,
         Route {
             method: None,
+            host: None,
             path: PathMatch::Prefix("/".into()),
             action: RouteAction::Proxy(upstream.name.clone()),
         },
@@ -115,41 +159,25 @@ fn route(
     followed: &mut Followed,
 ) -> Result<Route<RouteAction>, ConfigError> {
     let key = format!("routes[{index}]");
-    let method = raw
-        .matcher
-        .method
-        .map(|m| method(&format!("{key}.match.method"), &m))
-        .transpose()?;
-    let path = match (raw.matcher.path, raw.matcher.path_prefix) {
-        (Some(p), None) => PathMatch::Exact(p),
-        (None, Some(p)) => PathMatch::Prefix(p),
-        _ => {
-            return Err(ConfigError::new(
-                format!("{key}.match"),
-                "needs exactly one of path or path_prefix",
-            ))
+    let (method, host, path) = matcher(&key, raw.matcher, defaults.paths.as_ref())?;
+    if raw.mint.is_none() {
+        for (set, field) in [
+            (raw.identity.is_some(), "identity"),
+            (raw.app.is_some(), "app"),
+        ] {
+            if set {
+                return Err(ConfigError::new(
+                    format!("{key}.{field}"),
+                    format!("only token routes (mint) have an {field}"),
+                ));
+            }
         }
-    };
-    let (PathMatch::Exact(p) | PathMatch::Prefix(p)) = &path;
-    if !p.starts_with('/') {
-        return Err(ConfigError::new(
-            format!("{key}.match"),
-            format!("path {p:?} must start with '/'"),
-        ));
-    }
-    if let Some(rules) = &defaults.paths {
-        reachable(p, rules).map_err(|reason| ConfigError::new(format!("{key}.match"), reason))?;
-    }
-    if raw.identity.is_some() && raw.mint.is_none() {
-        return Err(ConfigError::new(
-            format!("{key}.identity"),
-            "only token routes (mint) have an identity",
-        ));
     }
     let action = match (raw.mint, raw.upstream, raw.direct_response) {
         (Some(kind), None, None) => RouteAction::Mint(Box::new(defaults.token_route(
             kind,
             raw.identity,
+            raw.app,
             &key,
             followed,
         )?)),
@@ -187,9 +215,47 @@ fn route(
     };
     Ok(Route {
         method,
+        host,
         path,
         action,
     })
+}
+
+/// `routes[i].match`: the method, host and path a route takes.
+fn matcher(
+    key: &str,
+    raw: RawMatch,
+    paths: Option<&PathRules>,
+) -> Result<(Option<Method>, Option<HostMatch>, PathMatch), ConfigError> {
+    let method = raw
+        .method
+        .map(|m| method(&format!("{key}.match.method"), &m))
+        .transpose()?;
+    let host = raw
+        .host
+        .map(|h| HostMatch::parse(&h).map_err(|e| ConfigError::new(format!("{key}.match.host"), e)))
+        .transpose()?;
+    let path = match (raw.path, raw.path_prefix) {
+        (Some(p), None) => PathMatch::Exact(p),
+        (None, Some(p)) => PathMatch::Prefix(p),
+        _ => {
+            return Err(ConfigError::new(
+                format!("{key}.match"),
+                "needs exactly one of path or path_prefix",
+            ))
+        }
+    };
+    let (PathMatch::Exact(p) | PathMatch::Prefix(p)) = &path;
+    if !p.starts_with('/') {
+        return Err(ConfigError::new(
+            format!("{key}.match"),
+            format!("path {p:?} must start with '/'"),
+        ));
+    }
+    if let Some(rules) = paths {
+        reachable(p, rules).map_err(|reason| ConfigError::new(format!("{key}.match"), reason))?;
+    }
+    Ok((method, host, path))
 }
 
 /// Requests are matched by their normalized path (`net::path`), so a route

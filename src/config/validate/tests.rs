@@ -247,3 +247,115 @@ fn redis_mistakes_name_their_key() {
         );
     }
 }
+
+const TWO_APPS: &str = r#"
+listen: ["127.0.0.1:3000"]
+upstreams:
+  app: { address: "127.0.0.1:8080" }
+stream_apps:
+  eu: { api_key: eu-key, api_secret: eu-secret }
+  us: { api_key: us-key, api_secret_file: /run/secrets/us }
+"#;
+
+fn with_routes(base: &str, routes: &str) -> String {
+    format!("{base}routes:\n{routes}\n")
+}
+
+#[test]
+fn stream_apps_name_several_apps_and_routes_pick_one() {
+    let config = load(&with_routes(
+        TWO_APPS,
+        "  - { match: { host: \"*.EU.example.com\", path: /t }, mint: user_token, app: eu }\n  - { match: { path: /t }, mint: user_token, app: us }",
+    ))
+    .unwrap();
+    let apps: Vec<(&str, &str, &str)> = config
+        .apps
+        .iter()
+        .map(|a| {
+            (
+                a.name.as_str(),
+                a.key.as_str(),
+                a.credentials.api_key.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        apps,
+        [
+            ("eu", "stream_apps.eu", "eu-key"),
+            ("us", "stream_apps.us", "us-key")
+        ]
+    );
+    let routes: Vec<(String, String)> = config
+        .routes
+        .routes()
+        .iter()
+        .filter_map(|route| match &route.action {
+            RouteAction::Mint(settings) => Some((route.describe(), settings.app.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            ("* *.eu.example.com/t".into(), "eu".into()),
+            ("* /t".into(), "us".into())
+        ]
+    );
+    let stream = load(MINIMAL).unwrap();
+    assert_eq!(
+        (stream.apps[0].name.as_str(), stream.apps[0].key.as_str()),
+        ("default", "stream")
+    );
+    assert!(
+        config
+            .warnings()
+            .iter()
+            .any(|w| w.starts_with("stream_apps.us.api_secret_file: ")),
+        "{:?}",
+        config.warnings()
+    );
+}
+
+#[test]
+fn app_mistakes_name_their_key() {
+    let both = format!("{MINIMAL}stream_apps:\n  eu: {{ api_key: k, api_secret: s }}\n");
+    let neither = TWO_APPS.replace("stream_apps:\n  eu: { api_key: eu-key, api_secret: eu-secret }\n  us: { api_key: us-key, api_secret_file: /run/secrets/us }\n", "");
+    let mint = |extra: &str| {
+        with_routes(
+            TWO_APPS,
+            &format!("  - {{ match: {{ path: /t }}, mint: user_token{extra} }}"),
+        )
+    };
+    for (text, key, reason) in [
+        (both, "stream_apps", "set either stream (one app) or stream_apps"),
+        (neither, "stream", "is required (or stream_apps"),
+        (TWO_APPS.to_string(), "routes", "is required when stream_apps names several apps"),
+        (mint(""), "routes[0].app", "is required: stream_apps names several apps (eu, us)"),
+        (mint(", app: asia"), "routes[0].app", "unknown app \"asia\" (stream_apps: eu, us)"),
+        (
+            with_routes(TWO_APPS, "  - { match: { path: /t }, upstream: app, app: eu }"),
+            "routes[0].app",
+            "only token routes (mint) have an app",
+        ),
+        (
+            with_routes(TWO_APPS, "  - { match: { host: \"eu.example.com:443\", path: /t }, mint: user_token, app: eu }"),
+            "routes[0].match.host",
+            "is not a host name",
+        ),
+        (TWO_APPS.replace("  eu:", "  \"e u\":"), "stream_apps.e u", "an app name is"),
+        (TWO_APPS.replace("eu-key", "\"\""), "stream_apps.eu.api_key", "must not be empty"),
+        (
+            TWO_APPS.replace("api_secret: eu-secret", "api_secret: eu-secret, api_secret_file: /x"),
+            "stream_apps.eu",
+            "set either api_secret or api_secret_file",
+        ),
+        (TWO_APPS.replace("stream_apps:\n  eu: { api_key: eu-key, api_secret: eu-secret }\n  us: { api_key: us-key, api_secret_file: /run/secrets/us }", "stream_apps: {}"), "stream_apps", "must name at least one app"),
+    ] {
+        let found = problems(&text);
+        assert!(
+            found.iter().any(|(k, m)| k == key && m.contains(reason)),
+            "{text}\n{key}: {found:?}"
+        );
+    }
+}

@@ -1,46 +1,13 @@
-//! What token routes sign with and what they may grant: `stream`, `tokens`,
-//! `cors` and `rate_limits`.
+//! What token routes may grant, and to whom: `tokens`, `cors` and
+//! `rate_limits` (what they sign with is [`super::apps`]).
 
 use super::nonzero;
 use crate::config::error::{ConfigError, Errors};
-use crate::config::raw::{
-    RateLimitBackend, RawCors, RawRateLimit, RawRateLimits, RawRedis, RawStream,
-};
-use crate::config::{
-    RateLimitSetting, RateLimitSettings, RedisSettings, SecretSource, StreamCredentials,
-};
+use crate::config::raw::{RateLimitBackend, RawCors, RawRateLimit, RawRateLimits, RawRedis};
+use crate::config::{RateLimitSetting, RateLimitSettings, RedisSettings};
 use crate::limits::RedisUrl;
 use crate::net::cors::{configured_origin, AllowedOrigins, CorsPolicy};
 use crate::token::{is_name, TokenPolicy, NAME_RULE};
-
-pub(super) fn stream(raw: RawStream) -> Result<StreamCredentials, ConfigError> {
-    if raw.api_key.trim().is_empty() {
-        return Err(ConfigError::new("stream.api_key", "must not be empty"));
-    }
-    let api_secret = match (raw.api_secret, raw.api_secret_file) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                "stream",
-                "set either api_secret or api_secret_file, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(ConfigError::new(
-                "stream.api_secret",
-                "is required (or stream.api_secret_file)",
-            ))
-        }
-        (Some(secret), None) if secret.is_empty() => {
-            return Err(ConfigError::new("stream.api_secret", "must not be empty"))
-        }
-        (Some(secret), None) => SecretSource::Inline(secret),
-        (None, Some(file)) => SecretSource::File(file),
-    };
-    Ok(StreamCredentials {
-        api_key: raw.api_key,
-        api_secret,
-    })
-}
 
 /// The `tokens` section, checked: validities in order, a body limit, names
 /// that the contract's own rule accepts.
