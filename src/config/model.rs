@@ -170,9 +170,9 @@ pub struct RateLimitSettings {
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
     pub url: RedisUrl,
-    /// Put before every key (`{key_prefix}identity:{user}`), so that
-    /// deployments sharing a Redis keep apart or, with the same prefix,
-    /// count together.
+    /// Put before every key (`{key_prefix}identity:{app}:{user}`,
+    /// `{key_prefix}client_ip:{ip}`), so that deployments sharing a Redis
+    /// keep apart or, with the same prefix, count together.
     pub key_prefix: String,
     /// Longest wait for one answer (connecting included).
     pub timeout: Duration,

@@ -24,6 +24,7 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// One per process, shared by every limit that counts in Redis.
     pub fn new(redis: RedisLimiter, on_error: OnError) -> Shared {
         Shared {
             redis,
@@ -65,6 +66,9 @@ pub struct Limit {
 }
 
 impl Limit {
+    /// `name` (`identity`, `client_ip`) keeps its keys apart from the other
+    /// limit's; with `shared`, Redis counts and the local limiter stands by
+    /// for `on_error: local`.
     pub fn new(
         name: &'static str,
         requests: u32,
@@ -80,8 +84,8 @@ impl Limit {
         }
     }
 
-    /// Counts one request for `key` (a user id, a client IP). Never waits
-    /// longer than the Redis timeout.
+    /// Counts one request for `key` (`{app}:{user id}`, a client IP). Never
+    /// waits longer than the Redis timeout.
     pub async fn check(&self, key: &str) -> Checked {
         let Some(shared) = &self.shared else {
             return Checked {
