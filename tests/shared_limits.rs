@@ -260,4 +260,18 @@ async fn the_redis_password_is_never_shown() {
         "the start-up summary names the Redis: {logs}"
     );
     assert!(!logs.contains(REDIS_PASSWORD), "{logs}");
+
+    // A wrong password is a Redis that cannot answer: on_error, logged
+    // without the password tried.
+    let wrong = redis.url().replace(REDIS_PASSWORD, "not-the-pa55word");
+    let config = shared_config(app.addr, &wrong, "{ requests: 5, window: 60s }", "");
+    let gate = Streamgate::start(&config);
+    assert_eq!(mint_for(&gate, "grace").await.0, 200, "on_error: local");
+    assert_eq!(
+        metric_now(&gate, BACKEND_ERRORS, &[("on_error", "local")]).await,
+        1.0
+    );
+    let logs = gate.logs();
+    assert!(logs.contains("rate limits: Redis failed"), "{logs}");
+    assert!(!logs.contains("not-the-pa55word"), "{logs}");
 }
