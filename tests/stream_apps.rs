@@ -120,6 +120,18 @@ async fn two_apps_by_host_and_by_route() {
     assert_eq!(dump["stream_apps"]["eu"]["api_key"], EU_KEY);
     assert_eq!(dump["stream_apps"]["us"]["api_secret"], "<redacted>");
     assert!(!dump.to_string().contains(EU_SECRET) && !dump.to_string().contains(US_SECRET));
+
+    // The OpenAPI document has one operation per path: the first route's
+    // (eu's user tokens), and us's call tokens.
+    let openapi = get_json(gate.admin_url("/openapi.json")).await.to_string();
+    assert!(
+        openapi.contains(USER_TOKEN_PATH) && openapi.contains(CALL_TOKEN_PATH),
+        "{openapi}"
+    );
+    assert!(
+        openapi.contains(EU_KEY) && openapi.contains(US_KEY),
+        "{openapi}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
