@@ -1,0 +1,143 @@
+//! The real injector binary on loopback, serving TLS with a certificate from
+//! files (the cert-manager path), fed the golden AdmissionReviews over HTTPS by
+//! a client that trusts only the certificate's CA.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use serde_json::Value;
+
+struct Injector(Child);
+
+impl Drop for Injector {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// A CA, and a leaf it signed for localhost: (CA PEM, leaf PEM, leaf key PEM).
+fn pki() -> (String, String, String) {
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("leaf");
+    (ca_cert.pem(), leaf.pem(), key.serialize_pem())
+}
+
+fn client(ca_pem: Option<&str>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(5))
+        .resolve("localhost", ([127, 0, 0, 1], 0).into());
+    if let Some(pem) = ca_pem {
+        builder = builder
+            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("PEM"));
+    }
+    builder.build().expect("client")
+}
+
+#[tokio::test]
+async fn the_injector_answers_admission_reviews_over_https() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = pki();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let template = write("sidecar.yaml", &common::template_yaml());
+    let cert_file = write("tls.crt", &cert);
+    let key_file = write("tls.key", &key);
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_streamgate-injector"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--template")
+        .arg(&template)
+        .arg("--tls-cert-file")
+        .arg(&cert_file)
+        .arg("--tls-key-file")
+        .arg(&key_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start streamgate-injector");
+    let _injector = Injector(child);
+
+    let trusted = client(Some(&ca));
+    let base = format!("https://localhost:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match trusted.get(format!("{base}/healthz")).send().await {
+            Ok(r) if r.status() == 200 => break,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the injector did not come up: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    let stranger = client(None).get(format!("{base}/healthz")).send().await;
+    assert!(
+        stranger.is_err(),
+        "a client without the CA must not get through: {stranger:?}"
+    );
+
+    for (name, request) in common::cases() {
+        let r = trusted
+            .post(format!("{base}/mutate"))
+            .json(&request)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status(), 200, "{name}");
+        let out: Value = r.json().await.expect("JSON");
+        let response = &out["response"];
+        assert_eq!(response["uid"], request["request"]["uid"], "{name}");
+        let path = common::fixtures().join(format!("{name}.expected.json"));
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("golden")).expect("JSON");
+        assert_eq!(response["allowed"], expected["allowed"], "{name}");
+        assert_eq!(
+            response["status"]["message"].as_str(),
+            expected["message"].as_str(),
+            "{name}"
+        );
+        // The patch is a base64 string, as the API server requires (not the
+        // array of numbers kube-core would write).
+        let patch = response["patch"].as_str().map(|b64| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .expect("base64");
+            serde_json::from_slice::<Value>(&bytes).expect("JSON")
+        });
+        assert_eq!(patch.as_ref(), expected.get("patch"), "{name}");
+    }
+
+    let r = trusted
+        .post(format!("{base}/mutate"))
+        .body("{not json")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 400, "a body that is not an AdmissionReview");
+}
