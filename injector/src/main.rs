@@ -120,7 +120,7 @@ fn main() -> ExitCode {
                     .await
                     .map_err(|e| format!("Kubernetes API client: {e}"))?;
                 CertSource::Managed {
-                    cluster: Cluster::new(client, &namespace, &secret, &webhook),
+                    cluster: Box::new(Cluster::new(client, &namespace, &secret, &webhook)),
                     dns_names: vec![
                         format!("{service}.{namespace}.svc"),
                         format!("{service}.{namespace}.svc.cluster.local"),

@@ -29,7 +29,7 @@ pub enum CertSource {
     /// The injector's own CA and leaf, kept in a Secret; `dns_names` are the
     /// Service's names the API server calls.
     Managed {
-        cluster: Cluster,
+        cluster: Box<Cluster>,
         dns_names: Vec<String>,
     },
 }

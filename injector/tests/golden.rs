@@ -101,108 +101,11 @@ fn port_named<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
 /// What each case is about, beyond its golden file.
 fn check(name: &str, a: &Answer) {
     match name {
-        "native-named-port" | "native-appends-to-lists" => {
-            let pod = a.pod.as_ref().expect("patched");
-            let sg = streamgate(pod, "initContainers");
-            assert_eq!(sg["restartPolicy"], "Always");
-            assert_eq!(sg["startupProbe"]["httpGet"]["path"], "/healthz");
-            assert_eq!(
-                port_named(sg, "http").expect("streamgate's port named http")["containerPort"],
-                3000
-            );
-            let app = containers(pod, "containers")[0];
-            assert!(
-                port_named(app, "http").is_none(),
-                "the app gave up the name"
-            );
-            assert_eq!(
-                port_named(app, "app-http").expect("renamed")["containerPort"],
-                8080
-            );
-            assert_eq!(
-                app["readinessProbe"]["httpGet"]["port"], "app-http",
-                "the probe follows"
-            );
-            assert_eq!(
-                app["livenessProbe"]["httpGet"]["port"], "metrics",
-                "other ports untouched"
-            );
-            assert_eq!(env(sg, "APP_ADDRESS")["value"], "127.0.0.1:8080");
-            assert_eq!(sg["args"], json!(["-c", "/etc/streamgate/streamgate.yaml"]));
-            assert_eq!(
-                pod["metadata"]["annotations"]["streamgate.getstream.io/status"],
-                "injected"
-            );
-            if name == "native-appends-to-lists" {
-                let init = containers(pod, "initContainers");
-                assert_eq!(
-                    init[0]["name"], "migrate",
-                    "the app's init containers run first"
-                );
-                assert_eq!(pod["spec"]["volumes"][0]["name"], "cache");
-            }
-            let volumes = pod["spec"]["volumes"].as_array().expect("volumes");
-            assert!(volumes
-                .iter()
-                .any(|v| v["configMap"]["name"] == "streamgate-config"));
-            assert!(volumes
-                .iter()
-                .any(|v| v["secret"]["secretName"] == "streamgate-stream"
-                    && v["secret"]["defaultMode"] == 0o444));
-        }
-        "classic" => {
-            let pod = a.pod.as_ref().expect("patched");
-            let sg = streamgate(pod, "containers");
-            assert!(sg.get("restartPolicy").is_none());
-            assert_eq!(
-                containers(pod, "containers")[0]["name"],
-                "app",
-                "the app stays the default container"
-            );
-            assert!(pod["spec"].get("initContainers").is_none());
-        }
-        "overrides" => {
-            let pod = a.pod.as_ref().expect("patched");
-            let sg = streamgate(pod, "initContainers");
-            assert_eq!(
-                sg["args"],
-                json!(["-c", "/etc/streamgate/identity-jwt.yaml"])
-            );
-            assert_eq!(env(sg, "APP_ADDRESS")["value"], "127.0.0.1:5000");
-            assert_eq!(
-                env(sg, "STREAM_API_KEY")["valueFrom"]["secretKeyRef"]["name"],
-                "shop-stream"
-            );
-            assert!(port_named(sg, "web").is_some());
-            let app = containers(pod, "containers")[0];
-            assert_eq!(app["startupProbe"]["tcpSocket"]["port"], "app-web");
-            let volumes = pod["spec"]["volumes"].as_array().expect("volumes");
-            assert!(volumes
-                .iter()
-                .any(|v| v["configMap"]["name"] == "shop-streamgate"));
-        }
+        "native-named-port" | "native-appends-to-lists" => check_native(name, a),
+        "classic" => check_classic(a),
+        "overrides" => check_overrides(a),
         "numeric-port" | "unnamed-port" | "bad-annotations" | "port-conflict" => {
-            assert!(!a.allowed && a.patch.is_none(), "denied");
-            let message = a.message.as_deref().expect("a message");
-            let want: &[&str] = match name {
-                "numeric-port" => &[
-                    "streamgate.getstream.io/app-port",
-                    "port number",
-                    "targetPort",
-                ],
-                "unnamed-port" => &["no container port is named http", "targetPort: http"],
-                "port-conflict" => &["container app uses port 9901"],
-                _ => &[
-                    "streamgate.getstream.io/inject: \"yes\"",
-                    "streamgate.getstream.io/sidecar: \"sidecar\"",
-                    "streamgate.getstream.io/config: \"Shop_Config\"",
-                    "streamgate.getstream.io/identity: \"oauth\"",
-                    "streamgate.getstream.io/injcet: \"true\" is not a streamgate annotation",
-                ],
-            };
-            for w in want {
-                assert!(message.contains(w), "{name}: {w:?} not in {message:?}");
-            }
+            check_denied(name, a)
         }
         "opt-out" | "not-requested" | "already-injected" | "kube-system" => {
             assert!(
@@ -211,6 +114,113 @@ fn check(name: &str, a: &Answer) {
             );
         }
         other => panic!("fixture {other} has no stated expectation: add it to check()"),
+    }
+}
+
+fn check_native(name: &str, a: &Answer) {
+    let pod = a.pod.as_ref().expect("patched");
+    let sg = streamgate(pod, "initContainers");
+    assert_eq!(sg["restartPolicy"], "Always");
+    assert_eq!(sg["startupProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(
+        port_named(sg, "http").expect("streamgate's port named http")["containerPort"],
+        3000
+    );
+    let app = containers(pod, "containers")[0];
+    assert!(
+        port_named(app, "http").is_none(),
+        "the app gave up the name"
+    );
+    assert_eq!(
+        port_named(app, "app-http").expect("renamed")["containerPort"],
+        8080
+    );
+    assert_eq!(
+        app["readinessProbe"]["httpGet"]["port"], "app-http",
+        "the probe follows"
+    );
+    assert_eq!(
+        app["livenessProbe"]["httpGet"]["port"], "metrics",
+        "other ports untouched"
+    );
+    assert_eq!(env(sg, "APP_ADDRESS")["value"], "127.0.0.1:8080");
+    assert_eq!(sg["args"], json!(["-c", "/etc/streamgate/streamgate.yaml"]));
+    assert_eq!(
+        pod["metadata"]["annotations"]["streamgate.getstream.io/status"],
+        "injected"
+    );
+    if name == "native-appends-to-lists" {
+        let init = containers(pod, "initContainers");
+        assert_eq!(
+            init[0]["name"], "migrate",
+            "the app's init containers run first"
+        );
+        assert_eq!(pod["spec"]["volumes"][0]["name"], "cache");
+    }
+    let volumes = pod["spec"]["volumes"].as_array().expect("volumes");
+    assert!(volumes
+        .iter()
+        .any(|v| v["configMap"]["name"] == "streamgate-config"));
+    assert!(volumes
+        .iter()
+        .any(|v| v["secret"]["secretName"] == "streamgate-stream"
+            && v["secret"]["defaultMode"] == 0o444));
+}
+
+fn check_classic(a: &Answer) {
+    let pod = a.pod.as_ref().expect("patched");
+    let sg = streamgate(pod, "containers");
+    assert!(sg.get("restartPolicy").is_none());
+    assert_eq!(
+        containers(pod, "containers")[0]["name"],
+        "app",
+        "the app stays the default container"
+    );
+    assert!(pod["spec"].get("initContainers").is_none());
+}
+
+fn check_overrides(a: &Answer) {
+    let pod = a.pod.as_ref().expect("patched");
+    let sg = streamgate(pod, "initContainers");
+    assert_eq!(
+        sg["args"],
+        json!(["-c", "/etc/streamgate/identity-jwt.yaml"])
+    );
+    assert_eq!(env(sg, "APP_ADDRESS")["value"], "127.0.0.1:5000");
+    assert_eq!(
+        env(sg, "STREAM_API_KEY")["valueFrom"]["secretKeyRef"]["name"],
+        "shop-stream"
+    );
+    assert!(port_named(sg, "web").is_some());
+    let app = containers(pod, "containers")[0];
+    assert_eq!(app["startupProbe"]["tcpSocket"]["port"], "app-web");
+    let volumes = pod["spec"]["volumes"].as_array().expect("volumes");
+    assert!(volumes
+        .iter()
+        .any(|v| v["configMap"]["name"] == "shop-streamgate"));
+}
+
+fn check_denied(name: &str, a: &Answer) {
+    assert!(!a.allowed && a.patch.is_none(), "denied");
+    let message = a.message.as_deref().expect("a message");
+    let want: &[&str] = match name {
+        "numeric-port" => &[
+            "streamgate.getstream.io/app-port",
+            "port number",
+            "targetPort",
+        ],
+        "unnamed-port" => &["no container port is named http", "targetPort: http"],
+        "port-conflict" => &["container app uses port 9901"],
+        _ => &[
+            "streamgate.getstream.io/inject: \"yes\"",
+            "streamgate.getstream.io/sidecar: \"sidecar\"",
+            "streamgate.getstream.io/config: \"Shop_Config\"",
+            "streamgate.getstream.io/identity: \"oauth\"",
+            "streamgate.getstream.io/injcet: \"true\" is not a streamgate annotation",
+        ],
+    };
+    for w in want {
+        assert!(message.contains(w), "{name}: {w:?} not in {message:?}");
     }
 }
 

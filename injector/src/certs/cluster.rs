@@ -100,7 +100,7 @@ impl Cluster {
                     };
                     match written {
                         Ok(_) => {
-                            log::info!("{what}: stored a renewed serving certificate");
+                            log::info!("{what}: stored a new serving certificate");
                             new
                         }
                         Err(e) if lost_race(&e) => continue,
