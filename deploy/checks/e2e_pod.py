@@ -222,6 +222,9 @@ def main() -> int:
     ap.add_argument("--streamgate", required=True, type=Path)
     ap.add_argument("--kustomization", type=Path,
                     default=HERE.parent / "kubernetes" / "examples" / "native-sidecar")
+    ap.add_argument("--objects", type=Path,
+                    help="take the objects from this YAML file instead of rendering --kustomization "
+                         "(chart.py writes an injected pod's)")
     ap.add_argument("--deployment", default="app")
     ap.add_argument("--timeout", type=int, default=120, help="hard bound on the whole test, seconds")
     ap.add_argument("--loopback", action="store_true", help="skip the network namespace")
@@ -260,11 +263,15 @@ def main() -> int:
 
 
 def scenario(run: Run, args: argparse.Namespace) -> None:
-    kustomization = args.kustomization.resolve()
-    _, objs = pod.render(shlex.split(args.kubectl), kustomization)
+    if args.objects:
+        source = args.objects.resolve()
+        objs = pod.load_all(source.read_text())
+    else:
+        source = args.kustomization.resolve()
+        _, objs = pod.render(shlex.split(args.kubectl), source)
     deployment = pod.named(objs, "Deployment", args.deployment)
     if deployment is None or not pod.find_streamgate(deployment):
-        raise Failures(f"no Deployment {args.deployment} with streamgate in {kustomization}")
+        raise Failures(f"no Deployment {args.deployment} with streamgate in {source}")
     where, container = pod.find_streamgate(deployment)[0]
 
     # The credentials, as an overlay replaces the Secret template's.
