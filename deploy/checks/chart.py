@@ -125,6 +125,7 @@ def check_config_maps(res: Results, sg: manifests.Streamgate, objs: list[dict], 
 
 def check_injector(res: Results, sg: manifests.Streamgate, objs: list[dict], label: str,
                    values: dict) -> None:
+    """`values`: the chart's values as rendered (defaults and the example merged)."""
     webhook = one(objs, "MutatingWebhookConfiguration")
     deployment = one(objs, "Deployment")
     service = one(objs, "Service")
@@ -160,7 +161,7 @@ def check_injector(res: Results, sg: manifests.Streamgate, objs: list[dict], lab
               and flags.get("listen", "").endswith(":8443"),
               f"{label}: the webhook calls Service {svc.get('name')}:{svc.get('port')}/mutate -> "
               f"container port {cport.get('containerPort')}, where --listen {flags.get('listen')} serves")
-    failure = values.get("failurePolicy", "Fail")
+    failure = dig(values, "injector", "failurePolicy")
     res.check(w.get("failurePolicy") == failure and w.get("sideEffects") == "None"
               and 1 <= int(w.get("timeoutSeconds", 30)) <= 10 and w.get("reinvocationPolicy") == "Never"
               and w.get("admissionReviewVersions") == ["v1"],
@@ -190,7 +191,7 @@ def check_injector(res: Results, sg: manifests.Streamgate, objs: list[dict], lab
     # The defaults the injector gives pods name what the chart renders.
     cms = {c["metadata"]["namespace"] for c in pod.by_kind(objs, "ConfigMap")
            if c["metadata"]["name"] == flags.get("config")}
-    res.check(cms >= set(dig(values, "config.namespaces", default=[]) or []),
+    res.check(cms >= set(dig(values, "config", "namespaces", default=[]) or []),
               f"{label}: --config {flags.get('config')} is rendered in every app namespace {sorted(cms)}")
     if "tls-secret" in flags:
         role, crole = one(objs, "Role"), one(objs, "ClusterRole")
@@ -329,12 +330,10 @@ def main() -> int:
             overlay = yaml.safe_load(Path(extra[i + 1]).read_text()) or {}
             values = merge(values, overlay)
         if dig(values, "injector", "enabled"):
-            inj = dict(values["injector"])
-            inj["config.namespaces"] = dig(values, "config", "namespaces")
-            check_injector(res, sg, objs, label, inj)
+            check_injector(res, sg, objs, label, values)
             kind = next((a.split("=", 1)[1] for a in one(objs, "Deployment")["spec"]["template"]["spec"]
                          ["containers"][0]["args"] if a.startswith("--sidecar=")), "")
-            mode = inj.get("sidecarMode", "auto")
+            mode = dig(values, "injector", "sidecarMode")
             want = mode if mode != "auto" else ("native" if kube >= "1.29" else "classic")
             res.check(kind == want, f"{label}: sidecarMode {mode} on Kubernetes {kube} -> --sidecar={kind}")
         if dig(values, "singleApp", "enabled"):

@@ -455,6 +455,8 @@ fn append(list: &str, exists: bool, items: Vec<Value>) -> Vec<PatchOperation> {
     }
 }
 
+/// A k8s-openapi object as JSON; their `Serialize` has no failing case (no
+/// maps with non-string keys), so `Null` is never written.
 fn to_value<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
