@@ -241,6 +241,22 @@ impl RequestTrace {
             });
             previous.span().end();
         }
+        let (cx, headers) = self.start_client(tracing, method, upstream, |span| {
+            span.set_attribute(KeyValue::new("server.address", address.to_string()));
+        });
+        self.upstream = Some(cx);
+        headers
+    }
+
+    /// A client span, child of the request's, with the attributes every
+    /// client span has and those `record` adds; the headers that carry it.
+    fn start_client(
+        &self,
+        tracing: &Tracing,
+        method: &str,
+        upstream: &str,
+        record: impl FnOnce(&SpanRef<'_>),
+    ) -> (Context, Vec<(HeaderName, HeaderValue)>) {
         let cx = tracing.child(
             &self.server,
             Cow::Owned(method.to_owned()),
@@ -249,12 +265,11 @@ impl RequestTrace {
         recording(&cx, |span| {
             span.set_attribute(KeyValue::new("http.request.method", method.to_owned()));
             span.set_attribute(KeyValue::new("streamgate.upstream", upstream.to_owned()));
-            span.set_attribute(KeyValue::new("server.address", address.to_string()));
+            record(span);
         });
         let mut headers = Vec::with_capacity(2);
         tracing.inject(&cx, &mut headers);
-        self.upstream = Some(cx);
-        headers
+        (cx, headers)
     }
 
     /// A sub-request's span (forward-auth's session check) and the headers
@@ -266,19 +281,10 @@ impl RequestTrace {
         upstream: &str,
         path: &str,
     ) -> SubRequest {
-        let cx = tracing.child(
-            &self.server,
-            Cow::Owned(method.to_owned()),
-            SpanKind::Client,
-        );
-        recording(&cx, |span| {
-            span.set_attribute(KeyValue::new("http.request.method", method.to_owned()));
+        let (cx, headers) = self.start_client(tracing, method, upstream, |span| {
             span.set_attribute(KeyValue::new("url.path", path.to_owned()));
-            span.set_attribute(KeyValue::new("streamgate.upstream", upstream.to_owned()));
             span.set_attribute(KeyValue::new("streamgate.forward_auth", true));
         });
-        let mut headers = Vec::with_capacity(2);
-        tracing.inject(&cx, &mut headers);
         SubRequest { cx, headers }
     }
 
