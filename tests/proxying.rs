@@ -160,6 +160,74 @@ async fn websocket_echo_through_the_proxy() {
     socket.close(None).await.unwrap();
 }
 
+/// An app that answers every connection's upgrade before it has read the
+/// request, then echoes what follows: its `101` is always waiting when
+/// streamgate first looks, the ordering that tore tunnels down in Pingora
+/// 0.9 (cloudflare/pingora#946) about half of the time.
+fn start_eager_upgrade_app() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the app");
+    let addr = listener.local_addr().expect("app address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let upgraded = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+                if stream.write_all(upgraded).is_err() {
+                    return;
+                }
+                let mut received = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => received.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let head_end = received
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .unwrap_or(0)
+                    + 4;
+                if stream.write_all(&received[head_end..]).is_err() {
+                    return;
+                }
+                loop {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if stream.write_all(&buffer[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_upgrade_answered_at_once_stays_open_for_the_tunnel() {
+    let gate = Streamgate::start(&default_config(start_eager_upgrade_app()));
+    for attempt in 0..24 {
+        let mut client = RawClient::connect(gate.port);
+        client.send(
+            "GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
+        let response = client.response();
+        assert_eq!(response.status, 101, "attempt {attempt}: {response:?}");
+        let sent = format!("tunnel bytes {attempt}");
+        client.send(&sent);
+        assert_eq!(
+            client.read_within(sent.len(), Duration::from_secs(5)),
+            sent.into_bytes(),
+            "attempt {attempt}: the tunnel closed after the 101"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn app_down_gives_a_prompt_json_502() {
     let closed = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -176,6 +244,17 @@ async fn app_down_gives_a_prompt_json_502() {
     let json: Value = response.json().await.unwrap();
     assert_eq!(
         json,
+        json!({"success": false, "error": "Bad gateway: upstream 'app' is unavailable"})
+    );
+    // A WebSocket handshake (its own connections) is answered the same way.
+    let mut upgrade = RawClient::connect(gate.port);
+    upgrade.send(
+        "GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    let refused = upgrade.response();
+    assert_eq!(refused.status, 502, "{refused:?}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&refused.body).unwrap(),
         json!({"success": false, "error": "Bad gateway: upstream 'app' is unavailable"})
     );
     // Token minting does not depend on the app.

@@ -10,7 +10,8 @@ use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
 
 /// An HTTPS app on loopback with a self-signed certificate for `app.internal`;
-/// it answers every request with the TLS server name the client asked for.
+/// it echoes WebSocket messages on `/ws` and answers every other request with
+/// the TLS server name the client asked for.
 /// Returns its address and the certificate in PEM, to trust it as a CA.
 async fn start_tls_app() -> (std::net::SocketAddr, String) {
     let certified =
@@ -33,9 +34,11 @@ async fn start_tls_app() -> (std::net::SocketAddr, String) {
                 };
                 let sni = tls.get_ref().1.server_name().unwrap_or("").to_string();
                 let router = Router::new()
+                    .route("/ws", axum::routing::get(websocket_echo))
                     .fallback(move || async move { axum::Json(json!({"tls": true, "sni": sni})) });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), TowerToHyperService::new(router))
+                    .with_upgrades()
                     .await;
             });
         }
@@ -91,4 +94,52 @@ async fn a_certificate_from_the_configured_ca_is_verified_and_accepted() {
         response.json::<Value>().await.unwrap()["sni"],
         "app.internal"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websockets_reach_a_tls_upstream() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (app, pem) = start_tls_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_file, pem).unwrap();
+    let config = tls_config(app, "").replace(
+        "server: {",
+        &format!("server: {{ ca_file: \"{}\",", ca_file.display()),
+    );
+    let gate = Streamgate::start(&config);
+    for connection in 0..3 {
+        let (mut socket, response) =
+            tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws", gate.port))
+                .await
+                .expect("WebSocket handshake through streamgate to the TLS app");
+        assert_eq!(response.status(), 101);
+        for i in 0..3 {
+            let text = format!("over tls {connection}.{i}");
+            socket.send(Message::text(text.clone())).await.unwrap();
+            let reply = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
+                .await
+                .expect("echo in time")
+                .expect("socket open")
+                .expect("a frame");
+            assert_eq!(reply, Message::text(format!("echo: {text}")));
+        }
+        socket.close(None).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_to_an_unverifiable_tls_upstream_is_refused() {
+    let (app, _) = start_tls_app().await;
+    let gate = Streamgate::start(&tls_config(app, ""));
+    let refused = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws", gate.port))
+        .await
+        .expect_err("the app's certificate does not verify");
+    match refused {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            assert_eq!(response.status(), 502)
+        }
+        other => panic!("expected a 502 answer, got {other}"),
+    }
 }

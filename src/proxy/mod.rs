@@ -297,7 +297,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         ctx.attempts += 1;
@@ -307,8 +307,12 @@ impl ProxyHttp for Gateway {
                 "request reached upstream_peer without a route",
             )
         })?;
+        let peer = match &upstream.upgrade_peer {
+            Some(upgrade_peer) if session.is_upgrade_req() => upgrade_peer,
+            _ => &upstream.peer,
+        };
         Ok(Box::new(grpc::within_deadline(
-            upstream.peer.clone(),
+            peer.clone(),
             ctx.grpc_deadline,
         )))
     }

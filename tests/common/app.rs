@@ -44,7 +44,7 @@ impl App {
 pub async fn start_app() -> App {
     let sessions = Arc::new(SessionLog::default());
     let router = Router::new()
-        .route("/ws", routing::get(websocket))
+        .route("/ws", routing::get(websocket_echo))
         .route("/slow", routing::get(slow))
         .route("/api/me", routing::get(me))
         .with_state(Arc::clone(&sessions))
@@ -126,7 +126,9 @@ async fn slow(uri: Uri) -> &'static str {
     "late"
 }
 
-async fn websocket(upgrade: WebSocketUpgrade) -> impl IntoResponse {
+/// Echoes a WebSocket's text messages as `echo: <text>` and binary ones as
+/// they came, until the client closes.
+pub async fn websocket_echo(upgrade: WebSocketUpgrade) -> impl IntoResponse {
     upgrade.on_upgrade(|mut socket: WebSocket| async move {
         while let Some(Ok(message)) = socket.recv().await {
             let reply = match message {

@@ -113,6 +113,15 @@ impl RawClient {
             .expect("a complete response")
     }
 
+    /// The next `len` raw bytes (an upgraded connection's), or fewer when the
+    /// connection closed or `limit` passed first.
+    pub fn read_within(&mut self, len: usize, limit: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + limit;
+        while self.pending.len() < len && self.fill(deadline) {}
+        let take = len.min(self.pending.len());
+        self.pending.drain(..take).collect()
+    }
+
     /// Whether the server closed the connection within `limit` (after any
     /// responses still unread, which are discarded).
     pub fn closed_within(&mut self, limit: Duration) -> bool {

@@ -4,6 +4,8 @@
 //! built once into [`Upstreams`] and shared, and [`ask`], the one-shot
 //! sub-request of forward auth and the readiness probe.
 
+mod upgrade;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -27,6 +29,10 @@ pub struct Upstream {
     /// The configured name, for messages, logs and metric labels.
     pub name: String,
     pub peer: HttpPeer,
+    /// The peer HTTP/1 upgrade requests (WebSocket) use: `peer` on
+    /// connections that keep the tunnel alive through a Pingora race (see
+    /// [`upgrade`]). `None` for HTTP/2 upstreams, which take no upgrades.
+    pub upgrade_peer: Option<HttpPeer>,
     pub metrics: UpstreamMetrics,
 }
 
@@ -48,9 +54,12 @@ impl Upstream {
         // what the app's SETTINGS allow; Pingora's default is one stream per
         // connection.
         peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        let upgrade_peer = matches!(settings.protocol, UpstreamProtocol::Http1)
+            .then(|| upgrade::upgrade_peer(&peer, settings.connect_timeout));
         Upstream {
             name: settings.name.clone(),
             peer,
+            upgrade_peer,
             metrics: metrics.upstream(&settings.name),
         }
     }
