@@ -135,6 +135,14 @@ fn no_spelling_of_a_blocked_path_reaches_the_app() {
             (b"/internal/%zz", 400),
             (b"/internal/%4", 400),
             (b"/%6", 400),
+            // Path parameters, which servlet containers drop before they read
+            // the path.
+            (b"/internal;x/secret", 403),
+            (b"/internal;jsessionid=1/secret", 403),
+            (b"/%69nternal;/secret", 403),
+            (b"/public/..;/internal/secret", 400),
+            (b"/public/%2e%2e;x/internal/secret", 400),
+            (b"/.;/internal/secret", 400),
         ],
     );
 }
@@ -190,6 +198,10 @@ fn refusals_name_their_reason() {
             b"/a%zz",
             "Bad request: the path contains a '%' that is not followed by two hex digits",
         ),
+        (
+            b"/a/..;/b",
+            "Bad request: the path contains a dot segment with parameters (such as '..;')",
+        ),
     ] {
         let response = get(&gate, sent);
         assert_eq!(response.status, 400, "{}", show(sent));
@@ -218,6 +230,9 @@ fn the_app_receives_the_path_that_was_matched_and_the_query_as_sent() {
             (b"//a/./b/?q=/../%2e%2e//%7E&r", "/a/b/?q=/../%2e%2e//%7E&r"),
             (b"/%41%62%63/%7euser/%2D%2e%5F", "/Abc/~user/-._"),
             (b"/a%3bb%3Fc%25", "/a%3Bb%3Fc%25"),
+            // Parameters go to the app as sent (a `;jsessionid=` session).
+            (b"/app/;jsessionid=AB12?x=1", "/app/;jsessionid=AB12?x=1"),
+            (b"/a;v=1/b", "/a;v=1/b"),
             (b"/%252e%252e/x", "/%252e%252e/x"),
             (b"/caf%c3%a9", "/caf%C3%A9"),
             (b"/caf\xc3\xa9", "/caf%C3%A9"),

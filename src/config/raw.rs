@@ -325,7 +325,8 @@ fn duration(_: &mut SchemaGenerator) -> Schema {
 #[schemars(rename = "Http")]
 pub(super) struct RawHttp {
     /// RFC 3986 §6 normalization of the path before routing (default true);
-    /// the app receives the normalized path.
+    /// the app receives the normalized path, routes match it without path
+    /// parameters (`;x`), and a dot segment with parameters (`..;`) is refused.
     pub normalize_path: bool,
     /// `//a///b` is `/a/b`, for routing and for the app (default true).
     pub merge_slashes: bool,

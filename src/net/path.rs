@@ -17,6 +17,17 @@
 //! What they get is the operator's choice, as Envoy's
 //! `path_with_escaped_slashes_action`, refused by default; a NUL always is.
 //!
+//! Path parameters (`;name=value` at the end of a segment, RFC 3986 §3.3)
+//! are a third such spelling: Java servlet containers (Tomcat, Jetty, and
+//! Spring on them) drop them before they read the path, so that
+//! `/internal;x/secret` is `/internal/secret` and `/public/..;/internal` is
+//! `/internal` to them, while other apps read `;x` as part of the name. The
+//! app still receives the parameters (a `;jsessionid=` session is one), but
+//! routing matches the path without them ([`PathRules::route_key`]), so a
+//! route for `/internal/` takes both spellings; and a dot segment with
+//! parameters (`..;`, `.;x`), which would walk up in one app and name a file
+//! in another, is refused.
+//!
 //! Hand-written, as Envoy's and nginx's are: this is the core of what a
 //! request means, and a decoder that decodes one escape too many or too few is
 //! the bypass.
@@ -61,6 +72,8 @@ pub enum PathRefusal {
     Nul,
     #[error("Bad request: the path contains a '%' that is not followed by two hex digits")]
     InvalidEscape,
+    #[error("Bad request: the path contains a dot segment with parameters (such as '..;')")]
+    DotSegmentWithParameters,
 }
 
 /// The three spellings an app may read as a separator.
@@ -88,6 +101,42 @@ impl PathRules {
     /// the app receives it, borrowed when it already is. A target that is not
     /// a path (`*` of `OPTIONS *`) is returned as is.
     pub fn normalize<'a>(&self, raw: &'a str) -> Result<Cow<'a, str>, PathRefusal> {
+        let normalized = self.normalize_spelling(raw)?;
+        if self.normalize && has_dot_segment_with_parameters(&normalized) {
+            return Err(PathRefusal::DotSegmentWithParameters);
+        }
+        Ok(normalized)
+    }
+
+    /// A normalized path (what [`Self::normalize`] gave) as routes match it:
+    /// without each segment's parameters (`;…`), its slashes merged again
+    /// where that left an empty segment. Borrowed when it has none, as nearly
+    /// every path; `path` itself when paths are not normalized.
+    pub fn route_key<'a>(&self, path: &'a str) -> Cow<'a, str> {
+        if !self.normalize || !path.starts_with('/') || !path.contains(';') {
+            return Cow::Borrowed(path);
+        }
+        let segments: Vec<&str> = path
+            .split('/')
+            .map(|segment| segment.split(';').next().unwrap_or_default())
+            .collect();
+        let last = segments.len() - 1;
+        let mut key = String::with_capacity(path.len());
+        for (i, segment) in segments.iter().enumerate() {
+            if i == 0 {
+                continue;
+            }
+            let merged = self.merge_slashes && segment.is_empty() && i != last;
+            if !merged {
+                key.push('/');
+                key.push_str(segment);
+            }
+        }
+        Cow::Owned(key)
+    }
+
+    /// [`Self::normalize`] less the check of dot segments with parameters.
+    fn normalize_spelling<'a>(&self, raw: &'a str) -> Result<Cow<'a, str>, PathRefusal> {
         if !raw.starts_with('/') || self.is_normal(raw.as_bytes()) {
             return Ok(Cow::Borrowed(raw));
         }
@@ -298,6 +347,16 @@ fn is_pchar(byte: u8) -> bool {
                 | b':'
                 | b'@'
         )
+}
+
+/// Whether a segment of `path` is `.` or `..` followed by parameters: with
+/// the parameters dropped, as a servlet container drops them, it is a dot
+/// segment.
+fn has_dot_segment_with_parameters(path: &str) -> bool {
+    path.contains(';')
+        && path
+            .split('/')
+            .any(|segment| segment.starts_with(".;") || segment.starts_with("..;"))
 }
 
 /// Whether a segment that starts `rest` is `.` or `..`.

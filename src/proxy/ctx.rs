@@ -23,6 +23,9 @@ pub struct RequestCtx {
     /// The path routing matched and the app receives, when it is not the
     /// one received (see `net::path`).
     pub(super) normalized_path: Option<String>,
+    /// The path routes match, when it is not the normalized one: without
+    /// path parameters (see `net::path`).
+    pub(super) route_key: Option<String>,
     pub(super) upstream: Option<Arc<Upstream>>,
     pub(super) token_route: Option<Arc<TokenRoute>>,
     pub(super) upstream_sent: Option<Instant>,
@@ -50,6 +53,7 @@ impl RequestCtx {
             request_id: HeaderValue::from_static("-"),
             route: "-",
             normalized_path: None,
+            route_key: None,
             upstream: None,
             token_route: None,
             upstream_sent: None,
@@ -63,10 +67,17 @@ impl RequestCtx {
         }
     }
 
-    /// The path routing reads: normalized (see `net::path`).
+    /// The path the app receives: normalized (see `net::path`).
     pub(super) fn path<'a>(&'a self, request: &'a RequestHeader) -> &'a str {
         self.normalized_path
             .as_deref()
             .unwrap_or_else(|| request.uri.path())
+    }
+
+    /// The path routes match: [`Self::path`] without path parameters.
+    pub(super) fn route_key<'a>(&'a self, request: &'a RequestHeader) -> &'a str {
+        self.route_key
+            .as_deref()
+            .unwrap_or_else(|| self.path(request))
     }
 }

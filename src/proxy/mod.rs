@@ -222,14 +222,14 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         let request = session.req_header();
-        if let Some(answer) = self.preflight(request, ctx.path(request)) {
+        if let Some(answer) = self.preflight(request, ctx.route_key(request)) {
             ctx.route = "cors_preflight";
             answer.write(session, &ctx.request_id).await?;
             return Ok(true);
         }
-        let Some(route) = self
-            .routes
-            .find(&request.method, host_of(request), ctx.path(request))
+        let Some(route) =
+            self.routes
+                .find(&request.method, host_of(request), ctx.route_key(request))
         else {
             let message = format!(
                 "Not found: no route matches {} {}",

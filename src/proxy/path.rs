@@ -1,7 +1,8 @@
-//! The path that routes is the path the app receives ([`crate::net::path`]):
-//! read once, before anything looks at it, kept in the request's context when
-//! its normal form differs from what the client sent, and written into the
-//! request for the app. The query is never touched.
+//! The path that routes is the path the app receives ([`crate::net::path`]),
+//! less its path parameters: read once, before anything looks at it, kept in
+//! the request's context when its normal form differs from what the client
+//! sent, and written into the request for the app. The query is never
+//! touched.
 
 use std::borrow::Cow;
 
@@ -21,6 +22,18 @@ impl Gateway {
     ) -> Option<Answer> {
         // A target that is not UTF-8 never gets here: Pingora's parser
         // answers it 400 (tests/paths.rs checks it still does).
+        let refusal = self.normalize_path(request, ctx);
+        if refusal.is_none() {
+            ctx.route_key = match self.paths.route_key(ctx.path(request)) {
+                Cow::Owned(key) => Some(key),
+                Cow::Borrowed(_) => None,
+            };
+        }
+        refusal
+    }
+
+    /// The normalizing half of [`Self::read_path`].
+    fn normalize_path(&self, request: &RequestHeader, ctx: &mut RequestCtx) -> Option<Answer> {
         match self.paths.normalize(request.uri.path()) {
             Ok(Cow::Borrowed(_)) => None,
             Ok(Cow::Owned(normalized)) => {

@@ -185,3 +185,58 @@ fn refusals_read_as_the_400_message() {
         "Bad request: the path contains an encoded slash (%2F)"
     );
 }
+
+#[test]
+fn dot_segments_with_parameters_are_refused() {
+    let refused = Err(PathRefusal::DotSegmentWithParameters);
+    check(
+        DEFAULT,
+        &[
+            ("/public/..;/internal/secret", refused),
+            ("/public/..;x=1/internal", refused),
+            ("/.;/internal/secret", refused),
+            ("/public/%2e%2e;/internal", refused),
+            ("/public/.%2E;x/internal", refused),
+            ("/..;", refused),
+            // Parameters on other segments, and encoded ';', are names.
+            ("/a;x/b", Ok("/a;x/b")),
+            ("/...;x/b", Ok("/...;x/b")),
+            ("/a/..%3B/b", Ok("/a/..%3B/b")),
+            ("/app/;jsessionid=1", Ok("/app/;jsessionid=1")),
+        ],
+    );
+    // Without normalization the path is the operator's to trust.
+    let raw = PathRules {
+        normalize: false,
+        ..DEFAULT
+    };
+    assert_eq!(
+        raw.normalize("/public/..;/internal").as_deref(),
+        Ok("/public/..;/internal")
+    );
+}
+
+#[test]
+fn routes_match_the_path_without_its_parameters() {
+    for (path, key) in [
+        ("/internal;x/secret", "/internal/secret"),
+        ("/internal/secret;jsessionid=1", "/internal/secret"),
+        ("/a;x=1;y=2/b;z", "/a/b"),
+        ("/app/;jsessionid=1", "/app/"),
+        ("/a/;x/b", "/a/b"),
+        ("/;x", "/"),
+    ] {
+        assert_eq!(DEFAULT.route_key(path), key, "{path}");
+    }
+    assert!(matches!(DEFAULT.route_key("/a/b"), Cow::Borrowed("/a/b")));
+    let unmerged = PathRules {
+        merge_slashes: false,
+        ..DEFAULT
+    };
+    assert_eq!(unmerged.route_key("/a/;x/b"), "/a//b");
+    let raw = PathRules {
+        normalize: false,
+        ..DEFAULT
+    };
+    assert_eq!(raw.route_key("/internal;x/secret"), "/internal;x/secret");
+}
