@@ -313,6 +313,8 @@ fn route_paths_must_be_normalized_or_they_could_never_match() {
         ("/a%2Fb", "is refused"),
         ("/a\\\\b", "is refused"),
         ("/a%zz", "is refused"),
+        ("/a/..;/b", "is refused"),
+        ("/app;v=1/", "write \"/app/\""),
     ] {
         let err = route(path, "").unwrap_err();
         assert_eq!(err.key, "routes[0].match", "{path}");
@@ -323,6 +325,7 @@ fn route_paths_must_be_normalized_or_they_could_never_match() {
     let keep = "http: { path_with_escaped_slashes_action: keep_unchanged }\n";
     assert!(route("/a%2Fb", keep).is_ok());
     assert!(route("/a/./b", "http: { normalize_path: false }\n").is_ok());
+    assert!(route("/app;v=1/", "http: { normalize_path: false }\n").is_ok());
     assert!(route("//a", "http: { merge_slashes: false }\n").is_ok());
     // A broken http section is reported alone: the rules to check against are unknown.
     let text = format!(

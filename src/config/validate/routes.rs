@@ -258,12 +258,18 @@ fn matcher(
     Ok((method, host, path))
 }
 
-/// Requests are matched by their normalized path (`net::path`), so a route
-/// path in another spelling would never match: refused, naming the spelling
-/// that would.
+/// Requests are matched by their normalized path less its parameters
+/// (`net::path`), so a route path in another spelling would never match:
+/// refused, naming the spelling that would.
 fn reachable(path: &str, rules: &PathRules) -> Result<(), String> {
     match rules.normalize(path) {
-        Ok(normalized) if normalized == path => Ok(()),
+        Ok(normalized) if normalized == path => match rules.route_key(path) {
+            key if key == path => Ok(()),
+            key => Err(format!(
+                "path {path:?} can never match: routes match paths without their \
+                 parameters (';…'); write {key:?}"
+            )),
+        },
         Ok(normalized) => Err(format!(
             "path {path:?} can never match: requests are matched by their normalized \
              path (see http:); write {normalized:?}"
