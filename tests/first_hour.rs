@@ -112,10 +112,15 @@ fn relative_paths_are_relative_to_the_config_file() {
         dir.path().join("keys/jwks.json"),
     )
     .unwrap();
+    std::fs::write(
+        dir.path().join("keys/redis-ca.pem"),
+        TestCa::new("redis CA").pem,
+    )
+    .unwrap();
     let config = dir.path().join("streamgate.yaml");
     std::fs::write(
         &config,
-        "listen: [\"127.0.0.1:0\"]\nupstreams:\n  app: { address: \"127.0.0.1:1\" }\nstream: { api_key: k, api_secret: s }\nidentity:\n  mode: jwt\n  jwt: { jwks_file: keys/jwks.json, audience: a }\n",
+        "listen: [\"127.0.0.1:0\"]\nupstreams:\n  app: { address: \"127.0.0.1:1\" }\nstream: { api_key: k, api_secret: s }\nidentity:\n  mode: jwt\n  jwt: { jwks_file: keys/jwks.json, audience: a }\nrate_limits:\n  backend: redis\n  redis: { url: \"rediss://127.0.0.1:6380\", ca_file: keys/redis-ca.pem }\n",
     )
     .unwrap();
     // From another directory, the file's neighbour is found…

@@ -275,3 +275,52 @@ async fn the_redis_password_is_never_shown() {
     assert!(logs.contains("rate limits: Redis failed"), "{logs}");
     assert!(!logs.contains("not-the-pa55word"), "{logs}");
 }
+
+/// `rediss://`: the limit is counted in a Redis that speaks TLS only, whose
+/// certificate is verified against `ca_file`; without it (the system's
+/// roots), the test CA is not trusted and nothing is counted: `on_error`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_redis_is_verified_against_its_ca() {
+    let app = start_app().await;
+    let ca = TestCa::new("redis test CA");
+    let redis = Redis::start_tls(&ca);
+    let limit = "{ requests: 2, window: 60s }";
+    let trusting = format!(
+        ", on_error: deny, ca_file: \"{}\"",
+        redis.ca_file().display()
+    );
+    let gate = Streamgate::start(&shared_config(app.addr, &redis.url(), limit, &trusting));
+    for _ in 0..2 {
+        let (status, answer, _) = mint_for(&gate, "heidi").await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (status, answer, _) = mint_for(&gate, "heidi").await;
+    assert_eq!(
+        status, 429,
+        "the third, counted in Redis over TLS: {answer}"
+    );
+    assert_eq!(
+        redis.cli(&["EXISTS", "streamgate:identity:default:heidi"]),
+        "1",
+        "the key is in the TLS Redis"
+    );
+    assert_eq!(metric_now(&gate, BACKEND_ERRORS, &[]).await, 0.0);
+    let dump = get_json(gate.admin_url("/config_dump")).await;
+    assert_eq!(
+        dump["rate_limits"]["redis"]["url"],
+        format!("rediss://:***@127.0.0.1:{}/0", redis.port)
+    );
+
+    let untrusting = Streamgate::start(&shared_config(
+        app.addr,
+        &redis.url(),
+        limit,
+        ", on_error: deny",
+    ));
+    let (status, answer, _) = mint_for(&untrusting, "ivan").await;
+    assert_eq!(status, 503, "an unverified server is not asked: {answer}");
+    assert_eq!(
+        metric_now(&untrusting, BACKEND_ERRORS, &[("on_error", "deny")]).await,
+        1.0
+    );
+}

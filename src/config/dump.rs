@@ -117,6 +117,7 @@ impl Config {
                 // The URL as displayed: its password is `***`.
                 "redis": self.rate_limits.redis.as_ref().map(|r| json!({
                     "url": r.url.to_string(),
+                    "ca_file": r.ca_file,
                     "key_prefix": r.key_prefix,
                     "timeout": duration(r.timeout),
                     "on_error": r.on_error.as_str(),

@@ -170,6 +170,9 @@ pub struct RateLimitSettings {
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
     pub url: RedisUrl,
+    /// The CA bundle a `rediss://` server is verified against, when not the
+    /// system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Put before every key (`{key_prefix}identity:{app}:{user}`,
     /// `{key_prefix}client_ip:{ip}`), so that deployments sharing a Redis
     /// keep apart or, with the same prefix, count together.

@@ -199,6 +199,9 @@ impl RawConfig {
                 fetch.ca_file.as_mut().map(fix);
             }
         }
+        if let Some(redis) = self.rate_limits.as_mut().and_then(|r| r.redis.as_mut()) {
+            redis.ca_file.as_mut().map(fix);
+        }
         if let Some(server) = &mut self.server {
             if let Some(ca_file) = &mut server.ca_file {
                 if Path::new(ca_file.as_str()).is_relative() {

@@ -187,6 +187,25 @@ pub(super) fn client_verifier(key: &str, path: &Path) -> Result<ClientVerifier, 
         .map_err(|reason| ConfigError::new(key, format!("{}: {reason}", path.display())))
 }
 
+/// A PEM bundle of CA certificates, read and checked to hold at least one;
+/// `key` is its `…ca_file` key path.
+pub(super) fn ca_bundle(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let pem = read(key, path)?;
+    let certificates: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+    match certificates {
+        Ok(certificates) if !certificates.is_empty() => Ok(pem),
+        Ok(_) => Err(ConfigError::new(
+            key,
+            format!("{}: no PEM certificate in it", path.display()),
+        )),
+        Err(e) => Err(ConfigError::new(
+            key,
+            format!("{}: not a PEM certificate bundle: {e}", path.display()),
+        )),
+    }
+}
+
 fn read(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path)
         .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))

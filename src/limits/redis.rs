@@ -20,7 +20,7 @@ use std::fmt;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::{Client, Script, TlsCertificates};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
@@ -72,30 +72,64 @@ impl OnError {
     }
 }
 
-/// A Redis URL (`redis://[user:password@]host:port[/db]`), checked when the
-/// configuration is read; its [`Display`](fmt::Display) hides the password.
+/// A Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://` for
+/// TLS), checked when the configuration is read; its
+/// [`Display`](fmt::Display) hides the password.
 #[derive(Clone)]
 pub struct RedisUrl {
     client: Client,
     shown: String,
+    tls: bool,
 }
 
 impl RedisUrl {
     /// Errors say why the text is not a URL the client can connect to
-    /// (never repeating it: it may hold the password).
+    /// (never repeating it: it may hold the password). A `rediss://` server's
+    /// certificate is verified against the system's roots (see
+    /// [`Self::trusting`]); the crate's `#insecure`, which turns that off, is
+    /// refused.
     pub fn parse(text: &str) -> Result<RedisUrl, String> {
         let parsed = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
-        if !matches!(parsed.scheme(), "redis" | "redis+unix" | "unix") {
-            return Err(format!(
-                "scheme {:?} is not supported: use redis:// (rediss:// needs TLS, which this build does not include)",
-                parsed.scheme()
-            ));
+        let tls = match parsed.scheme() {
+            "redis" | "redis+unix" | "unix" => false,
+            "rediss" => true,
+            other => {
+                return Err(format!(
+                    "scheme {other:?} is not supported: use redis://, or rediss:// for TLS"
+                ))
+            }
+        };
+        if parsed.fragment().is_some() {
+            return Err(
+                "a #fragment is not supported: #insecure would accept any certificate; \
+                 give the server's CA as rate_limits.redis.ca_file instead"
+                    .into(),
+            );
         }
         let client = Client::open(text).map_err(|e| e.to_string())?;
         Ok(RedisUrl {
             client,
             shown: redacted(parsed),
+            tls,
         })
+    }
+
+    /// Whether the connection is TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// This `rediss://` URL, its server's certificate verified against the
+    /// CA certificates in `ca_pem` (PEM) instead of the system's roots.
+    pub fn trusting(self, ca_pem: Vec<u8>) -> Result<RedisUrl, String> {
+        let certificates = TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca_pem),
+        };
+        let client =
+            Client::build_with_tls(self.client.get_connection_info().clone(), certificates)
+                .map_err(|e| e.to_string())?;
+        Ok(RedisUrl { client, ..self })
     }
 }
 
@@ -228,13 +262,16 @@ mod tests {
             RedisUrl::parse("redis://127.0.0.1").unwrap().to_string(),
             "redis://127.0.0.1"
         );
+        let url = RedisUrl::parse("rediss://:s3cret@redis.internal:6380").unwrap();
+        assert_eq!(url.to_string(), "rediss://:***@redis.internal:6380");
+        assert!(url.is_tls());
     }
 
     #[test]
     fn what_is_not_a_redis_url_is_refused_without_repeating_it() {
         for bad in [
             "http://:s3cret@x",
-            "rediss://:s3cret@x",
+            "rediss://:s3cret@x/#insecure",
             "s3cret",
             "redis://:s3cret@",
         ] {

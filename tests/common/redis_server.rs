@@ -1,13 +1,15 @@
 //! A real `redis-server` for the shared rate limits: started on a free
 //! loopback port with a password and no persistence (`--save ""`), killed by
-//! its pid when dropped or when a test takes Redis away mid-run. A machine
-//! without it gets the Debian package first, as `make test` does.
+//! its pid when dropped or when a test takes Redis away mid-run; or serving
+//! TLS only, with a certificate from a test CA. A machine without it gets the
+//! Debian package first, as `make test` does.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use super::process::free_port;
+use super::tls::TestCa;
 use super::wait::poll;
 
 pub const REDIS_PASSWORD: &str = "test-redis-pa55word";
@@ -17,17 +19,39 @@ pub struct Redis {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Serving TLS only, with a certificate from this CA (its PEM file).
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Redis {
     /// Starts one on a free port (trying another if it was taken meanwhile).
     pub fn start() -> Redis {
+        Redis::start_with(None)
+    }
+
+    /// Starts one that speaks TLS only, its certificate (for `127.0.0.1`)
+    /// issued by `ca`.
+    pub fn start_tls(ca: &TestCa) -> Redis {
+        Redis::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&TestCa>) -> Redis {
         install_once();
         for _ in 0..3 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let tls_ca = ca.map(|ca| {
+                let pair = ca.server(1);
+                std::fs::write(dir.path().join("server.pem"), &pair.cert).expect("write cert");
+                std::fs::write(dir.path().join("server.key"), &pair.key).expect("write key");
+                let path = dir.path().join("ca.pem");
+                std::fs::write(&path, &ca.pem).expect("write CA");
+                path
+            });
             let mut redis = Redis {
                 port: free_port(),
                 child: None,
-                dir: tempfile::tempdir().expect("temp dir"),
+                dir,
+                tls_ca,
             };
             if redis.spawn() {
                 return redis;
@@ -36,9 +60,20 @@ impl Redis {
         panic!("redis-server did not start");
     }
 
-    /// `redis://:password@127.0.0.1:port/0`, as a config names it.
+    /// `redis://:password@127.0.0.1:port/0` (`rediss://` for TLS), as a
+    /// config names it.
     pub fn url(&self) -> String {
-        format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://:{REDIS_PASSWORD}@127.0.0.1:{}/0", self.port)
+    }
+
+    /// The CA file a TLS server's certificate chains to.
+    pub fn ca_file(&self) -> &std::path::Path {
+        self.tls_ca.as_deref().expect("a TLS redis-server")
     }
 
     /// Kills the server (SIGKILL, by pid): its data is gone with it.
@@ -61,17 +96,18 @@ impl Redis {
 
     /// One command's reply as `redis-cli` prints it (`PTTL key` → `"14876"`).
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-a",
-                REDIS_PASSWORD,
-                "--no-auth-warning",
-            ])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
+        let mut command = Command::new("redis-cli");
+        command.args([
+            "-p",
+            &self.port.to_string(),
+            "-a",
+            REDIS_PASSWORD,
+            "--no-auth-warning",
+        ]);
+        if let Some(ca) = &self.tls_ca {
+            command.arg("--tls").arg("--cacert").arg(ca);
+        }
+        let output = command.args(args).output().expect("run redis-cli");
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
@@ -79,8 +115,21 @@ impl Redis {
     /// (authenticated) within 10 s.
     fn spawn(&mut self) -> bool {
         let log = std::fs::File::create(self.dir.path().join("redis.log")).expect("log file");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut command = Command::new("redis-server");
+        match &self.tls_ca {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(ca) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(self.dir.path().join("server.pem"))
+                .arg("--tls-key-file")
+                .arg(self.dir.path().join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(ca)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .args([
                 "--requirepass",
                 REDIS_PASSWORD,

@@ -1,5 +1,6 @@
 //! The `rate_limits` section: the limits, and where they count.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -45,9 +46,15 @@ pub(in crate::config) enum RateLimitBackend {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Redis")]
 pub(in crate::config) struct RawRedis {
-    /// `redis://[user:password@]host:port[/db]`; the password is a secret:
-    /// usually `${REDIS_URL}`. Shown as `***` in logs and `/config_dump`.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS
+    /// (the server's certificate always verified); the password is a
+    /// secret: usually `${REDIS_URL}`. Shown as `***` in logs and
+    /// `/config_dump`.
     pub url: String,
+    /// PEM bundle of the CA(s) a `rediss://` server's certificate must chain
+    /// to (default: the system's trusted roots). Relative to the
+    /// configuration file's directory.
+    pub ca_file: Option<PathBuf>,
     /// Put before every key (default `streamgate:`): deployments sharing a
     /// Redis count together with the same prefix, apart with different ones.
     #[serde(default = "default_key_prefix")]

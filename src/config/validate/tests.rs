@@ -248,6 +248,55 @@ fn redis_mistakes_name_their_key() {
     }
 }
 
+#[test]
+fn redis_tls_settings_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let not_pem = not_pem.display();
+    for (redis, key, reason) in [
+        (
+            "url: \"rediss://:pw@r:6380/#insecure\"".to_string(),
+            "rate_limits.redis.url",
+            "a #fragment is not supported",
+        ),
+        (
+            format!("url: \"redis://:pw@r\", ca_file: \"{not_pem}\""),
+            "rate_limits.redis.ca_file",
+            "is for TLS: the url must be rediss://",
+        ),
+        (
+            format!("url: \"rediss://:pw@r\", ca_file: \"{not_pem}\""),
+            "rate_limits.redis.ca_file",
+            "no PEM certificate in it",
+        ),
+        (
+            "url: \"rediss://:pw@r\", ca_file: /nonexistent/ca.pem".to_string(),
+            "rate_limits.redis.ca_file",
+            "cannot read /nonexistent/ca.pem",
+        ),
+    ] {
+        let found = problems(&with_limits(&format!(
+            "  backend: redis\n  redis: {{ {redis} }}"
+        )));
+        assert!(
+            found.iter().any(|(k, m)| k == key && m.contains(reason)),
+            "{redis}: {found:?}"
+        );
+        assert!(
+            found.iter().all(|(_, m)| !m.contains(":pw@")),
+            "the password is not repeated: {found:?}"
+        );
+    }
+    let config = load(&with_limits(
+        "  backend: redis\n  redis: { url: \"rediss://:pw@redis.internal:6380\" }",
+    ))
+    .unwrap();
+    let redis = config.rate_limits.redis.expect("shared");
+    assert!(redis.url.is_tls(), "the system's roots by default");
+    assert_eq!(redis.ca_file, None);
+}
+
 const TWO_APPS: &str = r#"
 listen: ["127.0.0.1:3000"]
 upstreams:

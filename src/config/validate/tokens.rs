@@ -4,6 +4,7 @@
 use super::nonzero;
 use crate::config::error::{ConfigError, Errors};
 use crate::config::raw::{RateLimitBackend, RawCors, RawRateLimit, RawRateLimits, RawRedis};
+use crate::config::resolve;
 use crate::config::{RateLimitSetting, RateLimitSettings, RedisSettings};
 use crate::limits::RedisUrl;
 use crate::net::cors::{configured_origin, AllowedOrigins, CorsPolicy};
@@ -163,8 +164,21 @@ pub(super) fn rate_limits(raw: RawRateLimits, errors: &mut Errors) -> RateLimitS
 }
 
 fn redis(raw: RawRedis) -> Result<RedisSettings, ConfigError> {
-    let url = RedisUrl::parse(&raw.url)
+    let mut url = RedisUrl::parse(&raw.url)
         .map_err(|reason| ConfigError::new("rate_limits.redis.url", reason))?;
+    if let Some(path) = &raw.ca_file {
+        const KEY: &str = "rate_limits.redis.ca_file";
+        if !url.is_tls() {
+            return Err(ConfigError::new(
+                KEY,
+                "is for TLS: the url must be rediss:// to use it",
+            ));
+        }
+        let pem = resolve::ca_bundle(KEY, path)?;
+        url = url
+            .trusting(pem)
+            .map_err(|reason| ConfigError::new(KEY, reason))?;
+    }
     if raw.key_prefix.is_empty() {
         return Err(ConfigError::new(
             "rate_limits.redis.key_prefix",
@@ -173,6 +187,7 @@ fn redis(raw: RawRedis) -> Result<RedisSettings, ConfigError> {
     }
     Ok(RedisSettings {
         url,
+        ca_file: raw.ca_file,
         key_prefix: raw.key_prefix,
         timeout: nonzero("rate_limits.redis.timeout", raw.timeout)?,
         on_error: raw.on_error,
