@@ -77,9 +77,8 @@ async fn an_unverifiable_certificate_is_refused_by_default() {
     assert_eq!(body["error"], "Bad gateway: upstream 'app' is unavailable");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_certificate_from_the_configured_ca_is_verified_and_accepted() {
-    let (app, pem) = start_tls_app().await;
+/// Streamgate in front of the TLS `app`, trusting `pem` as `server.ca_file`.
+fn trusting_the_app(app: std::net::SocketAddr, pem: &str) -> Streamgate {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("internal-ca.pem");
     std::fs::write(&ca_file, pem).unwrap();
@@ -87,7 +86,13 @@ async fn a_certificate_from_the_configured_ca_is_verified_and_accepted() {
         "server: {",
         &format!("server: {{ ca_file: \"{}\",", ca_file.display()),
     );
-    let gate = Streamgate::start(&config);
+    Streamgate::start(&config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_from_the_configured_ca_is_verified_and_accepted() {
+    let (app, pem) = start_tls_app().await;
+    let gate = trusting_the_app(app, &pem);
     let response = get(gate.url("/over-tls")).await;
     assert_eq!(response.status(), 200, "verified against server.ca_file");
     assert_eq!(
@@ -101,14 +106,7 @@ async fn websockets_reach_a_tls_upstream() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let (app, pem) = start_tls_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("internal-ca.pem");
-    std::fs::write(&ca_file, pem).unwrap();
-    let config = tls_config(app, "").replace(
-        "server: {",
-        &format!("server: {{ ca_file: \"{}\",", ca_file.display()),
-    );
-    let gate = Streamgate::start(&config);
+    let gate = trusting_the_app(app, &pem);
     for connection in 0..3 {
         let (mut socket, response) =
             tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws", gate.port))
