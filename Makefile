@@ -17,19 +17,24 @@ run: deps
 	$(BIN) -c $(CONFIG)
 
 ## test: install what is missing, then fmt check, clippy -D warnings, every test
-test: deps lint-deps
+test: deps test-deps lint-deps
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
 	$(MAKE) --no-print-directory contract-check
 	$(MAKE) --no-print-directory deploy-check
 
-# Pingora's zlib-ng build needs cmake, tests/grpc.rs curl (an h2c upload with
-# --http2-prior-knowledge), and tests/shared_limits.rs a real redis-server (it
-# starts its own, on a free port); a fresh Debian image has none of them.
+# Pingora's zlib-ng build needs cmake, and the README's examples (and
+# tests/grpc.rs's h2c upload with --http2-prior-knowledge) curl; a fresh Debian
+# image has neither.
 deps:
 	@command -v cmake >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq cmake; }
 	@command -v curl >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq curl; }
+
+# Only the tests need a real redis-server (tests/shared_limits.rs starts its
+# own, on a free port).
+.PHONY: test-deps
+test-deps:
 	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
 # `make test`'s linters. Nothing to do when `cargo fmt` / `cargo clippy` already

@@ -73,8 +73,9 @@ Environment (read by the shipped configurations in conf/ as ${NAME:-default}):
                                         (/tmp/streamgate.pid, /tmp/streamgate_upgrade.sock;
                                         `make reload` reads the same two variables)
   RUST_LOG                            process log filter (info by default; debug, warn, ...)
-A configuration can read any variable the same way. Documentation: README.md at the
-root of the source tree (quick start, configuration reference, operations).";
+A configuration can read any variable the same way; a relative file path in it (these
+variables' too) is read from the configuration file's directory. Documentation: README.md
+at the root of the source tree (quick start, configuration reference, operations).";
 
 /// `streamgate schema`: the document, pretty-printed, with a final newline.
 fn print_schema() -> ExitCode {

@@ -107,6 +107,7 @@ impl Config {
                 "default_validity_seconds": self.tokens.default_validity_seconds,
                 "max_validity_seconds": self.tokens.max_validity_seconds,
                 "max_body_bytes": self.tokens.max_body_bytes,
+                "iat_leeway_seconds": self.tokens.iat_leeway_seconds,
                 "anyone_roles": self.tokens.anyone_roles,
                 "allowed_call_types": self.tokens.allowed_call_types,
             },
@@ -132,11 +133,16 @@ impl Config {
             "http": {
                 "normalize_path": self.http.normalize_path,
                 "merge_slashes": self.http.merge_slashes,
+                "path_with_escaped_slashes_action": self.http.path_with_escaped_slashes_action,
+                "headers_with_underscores_action": self.http.headers_with_underscores_action,
                 "max_request_headers_kb": self.http.max_request_headers_bytes / 1024,
                 "request_headers_timeout": duration(self.http.request_headers_timeout),
                 "max_downstream_connections": self.http.max_downstream_connections,
             },
-            "access_log": format!("{:?}", self.access_log.format).to_lowercase(),
+            "access_log": {
+                "format": self.access_log.format,
+                "include_query": self.access_log.include_query,
+            },
             "tracing": {
                 "otlp": self.tracing.otlp.as_ref().map(|otlp| json!({
                     "endpoint": otlp.endpoint.to_string(),
@@ -148,9 +154,14 @@ impl Config {
             },
             "server": {
                 "threads": self.server.threads,
+                "work_stealing": self.server.work_stealing,
                 "drain_seconds": self.server.drain_seconds,
                 "grace_period_seconds": self.server.grace_period_seconds,
+                "graceful_shutdown_timeout_seconds": self.server.graceful_shutdown_timeout_seconds,
+                "upstream_keepalive_pool_size": self.server.upstream_keepalive_pool_size,
+                "ca_file": self.server.ca_file,
                 "pid_file": self.server.pid_file,
+                "upgrade_sock": self.server.upgrade_sock,
             },
         })
     }

@@ -519,3 +519,43 @@ fn an_expired_certificate_is_announced() {
         .iter()
         .any(|w| w.contains("expired")));
 }
+
+/// `/config_dump` shows every key of the sections it covers: each property
+/// the JSON Schema gives those sections is in the dump, defaults filled in.
+#[test]
+fn the_dump_has_every_key_of_its_sections() {
+    let config = load(&format!(
+        "{MINIMAL}admin: {{ readiness_probe: {{ upstream: app, path: /healthz }} }}\n\
+         rate_limits:\n  backend: redis\n  redis: {{ url: \"redis://r\" }}\n\
+         tracing: {{ otlp: {{ endpoint: \"http://127.0.0.1:4318/v1/traces\" }} }}\n"
+    ))
+    .unwrap();
+    let dump = config.dump();
+    let schema = serde_json::to_value(super::schema::schema()).unwrap();
+    for (definition, at) in [
+        ("Http", "/http"),
+        ("Server", "/server"),
+        ("Tokens", "/tokens"),
+        ("AccessLog", "/access_log"),
+        ("Tracing", "/tracing"),
+        ("Otlp", "/tracing/otlp"),
+        ("Admin", "/admin"),
+        ("ReadinessProbe", "/admin/readiness_probe"),
+        ("RateLimits", "/rate_limits"),
+        ("Redis", "/rate_limits/redis"),
+        ("Upstream", "/upstreams/0"),
+    ] {
+        let properties = schema["$defs"][definition]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{definition} has properties in the schema"));
+        let shown = dump
+            .pointer(at)
+            .and_then(|v| v.as_object())
+            .unwrap_or_else(|| panic!("{at} in the dump: {dump}"));
+        let missing: Vec<&String> = properties
+            .keys()
+            .filter(|key| !shown.contains_key(*key))
+            .collect();
+        assert!(missing.is_empty(), "{at} lacks {missing:?}: {shown:?}");
+    }
+}

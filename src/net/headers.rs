@@ -15,12 +15,12 @@
 
 use http::{HeaderMap, HeaderName};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What a request header whose name contains `_` gets (CGI-style apps read
 /// `X_User` as `X-User`): Envoy's `headers_with_underscores_action`, nginx's
 /// `underscores_in_headers`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UnderscoresAction {
     /// Forwarded as sent.

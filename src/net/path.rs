@@ -35,11 +35,11 @@
 use std::borrow::Cow;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What a path with `%2F`, `%5C` or a raw `\\` gets (a NUL, `%00`, is always
 /// refused): Envoy's `path_with_escaped_slashes_action`, less its redirect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EscapedSlashesAction {
     /// Refused with 400: the safe default (one request, one meaning).
