@@ -69,6 +69,41 @@ impl Config {
         }
     }
 
+    /// The `rate_limits` section; the Redis URL as displayed (password `***`).
+    fn rate_limits_dump(&self) -> Value {
+        json!({
+            "backend": if self.rate_limits.redis.is_some() { "redis" } else { "local" },
+            // The URL as displayed: its password is `***`.
+            "redis": self.rate_limits.redis.as_ref().map(|r| json!({
+                "url": r.url.to_string(),
+                "ca_file": r.ca_file,
+                "key_prefix": r.key_prefix,
+                "timeout": duration(r.timeout),
+                "on_error": r.on_error.as_str(),
+            })),
+            "per_identity": self.rate_limits.per_identity.map(|l| json!({
+                "requests": l.requests, "window": duration(l.window),
+            })),
+            "per_client_ip": self.rate_limits.per_client_ip.map(|l| json!({
+                "requests": l.requests, "window": duration(l.window),
+            })),
+        })
+    }
+
+    fn server_dump(&self) -> Value {
+        json!({
+            "threads": self.server.threads,
+            "work_stealing": self.server.work_stealing,
+            "drain_seconds": self.server.drain_seconds,
+            "grace_period_seconds": self.server.grace_period_seconds,
+            "graceful_shutdown_timeout_seconds": self.server.graceful_shutdown_timeout_seconds,
+            "upstream_keepalive_pool_size": self.server.upstream_keepalive_pool_size,
+            "ca_file": self.server.ca_file,
+            "pid_file": self.server.pid_file,
+            "upgrade_sock": self.server.upgrade_sock,
+        })
+    }
+
     /// The effective configuration as JSON (see the module doc).
     pub fn dump(&self) -> Value {
         json!({
@@ -113,23 +148,7 @@ impl Config {
             },
             "routes": self.routes.routes().iter().map(route).collect::<Vec<_>>(),
             "trusted_cidrs": self.trusted_cidrs.cidrs(),
-            "rate_limits": {
-                "backend": if self.rate_limits.redis.is_some() { "redis" } else { "local" },
-                // The URL as displayed: its password is `***`.
-                "redis": self.rate_limits.redis.as_ref().map(|r| json!({
-                    "url": r.url.to_string(),
-                    "ca_file": r.ca_file,
-                    "key_prefix": r.key_prefix,
-                    "timeout": duration(r.timeout),
-                    "on_error": r.on_error.as_str(),
-                })),
-                "per_identity": self.rate_limits.per_identity.map(|l| json!({
-                    "requests": l.requests, "window": duration(l.window),
-                })),
-                "per_client_ip": self.rate_limits.per_client_ip.map(|l| json!({
-                    "requests": l.requests, "window": duration(l.window),
-                })),
-            },
+            "rate_limits": self.rate_limits_dump(),
             "http": {
                 "normalize_path": self.http.normalize_path,
                 "merge_slashes": self.http.merge_slashes,
@@ -152,17 +171,7 @@ impl Config {
                 "sampling_ratio": self.tracing.sampling_ratio,
                 "service_name": self.tracing.service_name,
             },
-            "server": {
-                "threads": self.server.threads,
-                "work_stealing": self.server.work_stealing,
-                "drain_seconds": self.server.drain_seconds,
-                "grace_period_seconds": self.server.grace_period_seconds,
-                "graceful_shutdown_timeout_seconds": self.server.graceful_shutdown_timeout_seconds,
-                "upstream_keepalive_pool_size": self.server.upstream_keepalive_pool_size,
-                "ca_file": self.server.ca_file,
-                "pid_file": self.server.pid_file,
-                "upgrade_sock": self.server.upgrade_sock,
-            },
+            "server": self.server_dump(),
         })
     }
 
