@@ -326,7 +326,22 @@ async fn a_proxied_requests_spans_reach_the_collector_with_their_parents() {
     assert_eq!(dump["tracing"]["otlp"]["endpoint"], collector.endpoint());
     assert_eq!(dump["tracing"]["otlp"]["max_queue_size"], 2048);
     assert_eq!(dump["tracing"]["sampling_ratio"], 1.0);
+    // Both spans are counted as ended and, once the collector took them, as
+    // exported: nothing dropped.
+    assert_eq!(metric_now(&gate, SPANS_ENDED, &[]).await, 2.0);
+    assert!(
+        metric_reaches(&gate, SPANS_EXPORTED, &[("result", "ok")], |n| n == 2.0).await,
+        "exported: {}",
+        metric_now(&gate, SPANS_EXPORTED, &[("result", "ok")]).await
+    );
+    assert_eq!(
+        metric_now(&gate, SPANS_EXPORTED, &[("result", "error")]).await,
+        0.0
+    );
 }
+
+const SPANS_ENDED: &str = "streamgate_trace_spans_ended_total";
+const SPANS_EXPORTED: &str = "streamgate_trace_spans_exported_total";
 
 /// A token request in forward_auth mode: the server span says what was
 /// minted and the outcome, and the session check is its child client span,
@@ -404,9 +419,9 @@ async fn a_collector_that_never_answers_holds_no_request() {
             held.push(stream);
         }
     });
-    for endpoint in [
-        format!("http://127.0.0.1:{silent_port}/v1/traces"),
-        format!("http://127.0.0.1:{}/v1/traces", free_port()),
+    for (endpoint, silent) in [
+        (format!("http://127.0.0.1:{silent_port}/v1/traces"), true),
+        (format!("http://127.0.0.1:{}/v1/traces", free_port()), false),
     ] {
         let gate = Streamgate::start_with_env(
             &tracing_config(app.addr, &endpoint, ", timeout: 30s, max_queue_size: 16"),
@@ -436,6 +451,26 @@ async fn a_collector_that_never_answers_holds_no_request() {
             started.elapsed()
         );
         assert_eq!(status_of(gate.admin_url("/healthz")).await, 200);
+        // What became of the 640 spans (a server and a client span per
+        // request) shows: none accepted.
+        assert_eq!(
+            metric_now(&gate, SPANS_ENDED, &[]).await,
+            640.0,
+            "{endpoint}"
+        );
+        let ok = metric_now(&gate, SPANS_EXPORTED, &[("result", "ok")]).await;
+        assert_eq!(ok, 0.0, "{endpoint}");
+        let failed = metric_now(&gate, SPANS_EXPORTED, &[("result", "error")]).await;
+        if silent {
+            // The first batch waits on the collector for 30 s: beyond it and
+            // a full queue (16 each), every span was dropped, none failed.
+            assert_eq!(failed, 0.0, "{endpoint}");
+        } else {
+            assert!(
+                metric_reaches(&gate, SPANS_EXPORTED, &[("result", "error")], |n| n > 0.0).await,
+                "{endpoint}: no failed batch counted"
+            );
+        }
     }
 }
 

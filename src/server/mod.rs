@@ -138,7 +138,7 @@ pub fn run(mut config: Config, upgrade: bool) -> ! {
     let listen: Vec<String> = proxy_sockets.iter().map(Bound::key).collect();
     let admin_listen = config.admin.listen;
     let (http, access_log) = (config.http, config.access_log.format);
-    let tracing = Tracing::new(&config.tracing).unwrap_or_else(|e| fail_to_start(&e));
+    let tracing = Tracing::new(&config.tracing, &metrics).unwrap_or_else(|e| fail_to_start(&e));
     let tracing = Arc::new(tracing);
     let gateway = Gateway::new(
         config,

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub jwks_fetches: IntCounterVec,
     pub jwks_keys: IntGaugeVec,
     pub jwks_unknown_kid_refetches: IntCounterVec,
+    pub trace_spans_ended: IntCounter,
+    pub trace_spans_exported: IntCounterVec,
 }
 
 /// Token answers take microseconds; the default buckets start at 5 ms.
@@ -229,6 +231,19 @@ impl Metrics {
                  not asked) or timed_out.",
                 &["key_set", "result"],
             ),
+            trace_spans_ended: IntCounter::new(
+                "streamgate_trace_spans_ended_total",
+                "Sampled spans ended and handed to the OTLP export queue (tracing.otlp); those \
+                 neither exported nor still queued (at most max_queue_size) were dropped because \
+                 the queue was full.",
+            )
+            .expect("valid metric definition"),
+            trace_spans_exported: counter(
+                "streamgate_trace_spans_exported_total",
+                "Spans sent to the OTLP collector, by result: ok (accepted) or error (the batch \
+                 failed or timed out, and is lost).",
+                &["result"],
+            ),
             registry,
         };
         for single in [
@@ -237,6 +252,7 @@ impl Metrics {
             Box::new(metrics.downstream_connections_waiting.clone()),
             Box::new(metrics.downstream_connections_queued.clone()),
             Box::new(metrics.downstream_connections_refused.clone()),
+            Box::new(metrics.trace_spans_ended.clone()),
         ] {
             metrics
                 .registry

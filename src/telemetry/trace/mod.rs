@@ -13,7 +13,7 @@
 //!
 //! Export uses the OpenTelemetry SDK's batch processor: a finished span goes
 //! into a bounded queue (`max_queue_size`; when it is full the span is
-//! dropped) and a thread of its own sends
+//! dropped, and counted: see `counted`) and a thread of its own sends
 //! batches, so a slow or absent collector never holds a request or grows
 //! memory. Span and attribute names follow OpenTelemetry's semantic
 //! conventions for HTTP (`http.request.method`, `url.path`,
@@ -39,6 +39,9 @@ use opentelemetry_sdk::trace::{
     SdkTracerProvider,
 };
 
+use crate::telemetry::metrics::Metrics;
+
+mod counted;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -53,12 +56,13 @@ pub struct Tracing {
 }
 
 impl Tracing {
-    /// Starts the exporter's thread when `settings.otlp` is set. Fails when
-    /// the exporter cannot be built (an endpoint the SDK refuses).
-    pub fn new(settings: &TracingSettings) -> Result<Tracing, String> {
+    /// Starts the exporter's thread when `settings.otlp` is set, its spans
+    /// counted in `metrics`. Fails when the exporter cannot be built (an
+    /// endpoint the SDK refuses).
+    pub fn new(settings: &TracingSettings, metrics: &Metrics) -> Result<Tracing, String> {
         let export = match &settings.otlp {
             None => None,
-            Some(otlp) => Some(exporting(settings, otlp)?),
+            Some(otlp) => Some(exporting(settings, otlp, metrics)?),
         };
         Ok(Tracing {
             propagator: TraceContextPropagator::new(),
@@ -170,6 +174,7 @@ impl Tracing {
 fn exporting(
     settings: &TracingSettings,
     otlp: &OtlpSettings,
+    metrics: &Metrics,
 ) -> Result<(SdkTracerProvider, SdkTracer), String> {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
@@ -184,12 +189,19 @@ fn exporting(
     let batch = BatchConfigBuilder::default()
         .with_max_queue_size(otlp.max_queue_size)
         .build();
+    let exported = |result| metrics.trace_spans_exported.with_label_values(&[result]);
+    let exporter = counted::CountedExporter {
+        inner: exporter,
+        ok: exported("ok"),
+        error: exported("error"),
+    };
     let provider = SdkTracerProvider::builder()
-        .with_span_processor(
-            BatchSpanProcessor::builder(exporter)
+        .with_span_processor(counted::CountedProcessor {
+            inner: BatchSpanProcessor::builder(exporter)
                 .with_batch_config(batch)
                 .build(),
-        )
+            ended: metrics.trace_spans_ended.clone(),
+        })
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
             settings.sampling_ratio,
         ))))

@@ -32,7 +32,7 @@ fn parts(map: &HeaderMap) -> Vec<String> {
 
 #[test]
 fn a_trusted_callers_trace_is_continued_with_its_state() {
-    let tracing = Tracing::new(&TracingSettings::default()).unwrap();
+    let tracing = Tracing::new(&TracingSettings::default(), &Metrics::new()).unwrap();
     let received = headers(&[("traceparent", PARENT), ("tracestate", "vendor=abc")]);
     let mut trace = tracing.start("GET", &received, true);
     assert_eq!(trace.trace_id(), "0af7651916cd43dd8448eb211c80319c");
@@ -46,7 +46,7 @@ fn a_trusted_callers_trace_is_continued_with_its_state() {
 
 #[test]
 fn an_untrusted_callers_trace_is_not_believed() {
-    let tracing = Tracing::new(&TracingSettings::default()).unwrap();
+    let tracing = Tracing::new(&TracingSettings::default(), &Metrics::new()).unwrap();
     let received = headers(&[("traceparent", PARENT), ("tracestate", "vendor=abc")]);
     let mut trace = tracing.start("GET", &received, false);
     assert_ne!(trace.trace_id(), "0af7651916cd43dd8448eb211c80319c");
@@ -57,7 +57,7 @@ fn an_untrusted_callers_trace_is_not_believed() {
 
 #[test]
 fn malformed_or_repeated_contexts_start_a_new_trace() {
-    let tracing = Tracing::new(&TracingSettings::default()).unwrap();
+    let tracing = Tracing::new(&TracingSettings::default(), &Metrics::new()).unwrap();
     for received in [
         headers(&[(
             "traceparent",
@@ -89,7 +89,7 @@ fn malformed_or_repeated_contexts_start_a_new_trace() {
 
 #[test]
 fn repeated_tracestate_headers_are_one_list() {
-    let tracing = Tracing::new(&TracingSettings::default()).unwrap();
+    let tracing = Tracing::new(&TracingSettings::default(), &Metrics::new()).unwrap();
     let received = headers(&[
         ("traceparent", PARENT),
         ("tracestate", "a=1"),
@@ -101,7 +101,7 @@ fn repeated_tracestate_headers_are_one_list() {
 
 #[test]
 fn an_unsampled_trusted_trace_stays_unsampled() {
-    let tracing = Tracing::new(&TracingSettings::default()).unwrap();
+    let tracing = Tracing::new(&TracingSettings::default(), &Metrics::new()).unwrap();
     let unsampled = PARENT.replace("-01", "-00");
     let mut trace = tracing.start("GET", &headers(&[("traceparent", &unsampled)]), true);
     assert_eq!(parts(&sent(&mut trace, &tracing))[3], "00");
