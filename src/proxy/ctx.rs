@@ -20,8 +20,8 @@ pub struct RequestCtx {
     /// a header name under `http.headers_with_underscores_action: reject_request`),
     /// `path_refused`.
     pub(super) route: &'static str,
-    /// The path routing matched and the app receives, when it is not the
-    /// one received (see `net::path`).
+    /// The path the app receives, when it is not the one received (see
+    /// `net::path`).
     pub(super) normalized_path: Option<String>,
     /// The path routes match, when it is not the normalized one: without
     /// path parameters (see `net::path`).
