@@ -79,13 +79,14 @@ pub(super) struct RawConfig {
     pub upstreams: Option<BTreeMap<String, RawUpstream>>,
     /// The Stream app tokens are signed for: its API key and secret.
     /// Exactly one of `stream` and `stream_apps`.
-    #[schemars(with = "Option<RawStream>")]
+    #[schemars(with = "RawStream", default)]
     pub stream: Option<Option<RawStream>>,
     /// Several Stream apps instead of `stream`, by name (1 to 64 letters,
     /// digits, `-` or `_`), each with its own key and secret; each token
     /// route names its `app`.
     #[schemars(
-        with = "Option<BTreeMap<String, RawStream>>",
+        with = "BTreeMap<String, RawStream>",
+        default,
         extend("minProperties" = 1)
     )]
     pub stream_apps: Option<Option<BTreeMap<String, RawStream>>>,
