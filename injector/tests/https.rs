@@ -5,27 +5,13 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use common::{free_port, InjectorProcess};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::Value;
-
-struct Injector(Child);
-
-impl Drop for Injector {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
 
 /// A CA: its PEM, and the issuer that signs leaves with it.
 fn ca() -> (String, Issuer<'static, KeyPair>) {
@@ -142,7 +128,7 @@ async fn the_injector_answers_admission_reviews_over_https() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start streamgate-injector");
-    let _injector = Injector(child);
+    let _injector = InjectorProcess(child);
 
     let trusted = client(Some(&ca));
     let base = format!("https://localhost:{port}");

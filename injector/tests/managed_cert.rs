@@ -7,9 +7,9 @@
 
 mod common;
 
+use common::{free_port, InjectorProcess};
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,23 +105,6 @@ fn fake_api(store: Shared) -> Router {
         .with_state(store)
 }
 
-struct Injector(Child);
-
-impl Drop for Injector {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
-}
-
 fn secret_key(store: &Shared, key: &str) -> Option<String> {
     let store = store.lock().expect("lock");
     let b64 = store.objects.get(SECRET)?["data"][key].as_str()?.to_owned();
@@ -197,7 +180,7 @@ async fn start_api(store: &Shared) -> std::net::SocketAddr {
 }
 
 /// The injector binary, its kubeconfig pointing at `api`; its HTTPS port.
-fn start_injector(api: std::net::SocketAddr, dir: &std::path::Path) -> (Injector, u16) {
+fn start_injector(api: std::net::SocketAddr, dir: &std::path::Path) -> (InjectorProcess, u16) {
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -237,7 +220,7 @@ fn start_injector(api: std::net::SocketAddr, dir: &std::path::Path) -> (Injector
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start streamgate-injector");
-    (Injector(child), port)
+    (InjectorProcess(child), port)
 }
 
 #[tokio::test]

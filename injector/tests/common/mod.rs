@@ -63,3 +63,22 @@ pub fn cases() -> Vec<(String, Value)> {
     cases.sort_by(|a, b| a.0.cmp(&b.0));
     cases
 }
+
+/// The injector binary started by a test; killed (and reaped) when dropped.
+pub struct InjectorProcess(pub std::process::Child);
+
+impl Drop for InjectorProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port()
+}
